@@ -1,0 +1,22 @@
+# `make demo` and `make test` each build .venv from nothing the first time.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test clean
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -c constraints.txt torch torchvision
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ichseg demo --workspace ichseg-workspace
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q
+
+clean:
+	rm -rf $(VENV) ichseg-workspace

@@ -1,0 +1,107 @@
+"""Trained nnU-Net networks as in-memory predictors of hemorrhage probability.
+
+nnU-Net's own route reads each case from disk, preprocesses it once per model, resamples every
+model's logits back with scipy and writes files for the ensembling step to read again. Here a case
+is preprocessed once per (plans, configuration) and shared by every model that uses it, the
+networks stay loaded on the device, and logits go back to the input's shape with torch
+interpolation on the device. Only nnU-Net's preprocessing and sliding-window prediction are used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from ichseg.engine.environment import captured_output
+from ichseg.engine.training import FINAL_CHECKPOINT, fold_folder_name
+from ichseg.errors import ModelError
+
+PreprocessingKey = tuple[str, str, str]
+
+
+@dataclass
+class PreprocessedCase:
+    """A case as one configuration's network sees it, plus what is needed to go back."""
+
+    data: torch.Tensor
+    properties: dict[str, Any]
+
+
+class TrainedNetwork:
+    """One fold of one model group, loaded once and ready to predict many cases."""
+
+    def __init__(self, nnunet_folder: Path, fold: int | str, device: torch.device, *,
+                 use_mirroring: bool = True, tile_step_size: float = 0.5) -> None:
+        checkpoint_path = nnunet_folder / fold_folder_name(fold) / FINAL_CHECKPOINT
+        if not checkpoint_path.is_file():
+            raise ModelError(f"{checkpoint_path}: missing (the model of fold {fold} is not trained)")
+        try:
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            self.dataset_json = json.loads((nnunet_folder / "dataset.json").read_text())
+            plans = json.loads((nnunet_folder / "plans.json").read_text())
+        except (OSError, RuntimeError, ValueError) as error:
+            raise ModelError(f"{nnunet_folder}: unreadable model files ({error})") from None
+        self.plans_manager = PlansManager(plans)
+        self.configuration = checkpoint["init_args"]["configuration"]
+        self.configuration_manager = self.plans_manager.get_configuration(self.configuration)
+        self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
+        network = nnUNetTrainer.build_network_architecture(
+            self.plans_manager, self.configuration_manager,
+            determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json),
+            self.label_manager.num_segmentation_heads, enable_deep_supervision=False)
+        network.load_state_dict(checkpoint["network_weights"])
+        network.to(device).eval()
+        self.device = device
+        with captured_output(None, verbose=False):  # it announces CPU fallbacks on stdout
+            self.predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True,
+                                             use_mirroring=use_mirroring,
+                                             perform_everything_on_device=device.type == "cuda",
+                                             device=device, verbose=False, allow_tqdm=False)
+        self.predictor.manual_initialization(
+            network, self.plans_manager, self.configuration_manager, None, self.dataset_json,
+            checkpoint["trainer_name"], checkpoint.get("inference_allowed_mirroring_axes"))
+
+    @property
+    def preprocessing_key(self) -> PreprocessingKey:
+        """Networks with equal keys take identical preprocessed input."""
+        return (self.plans_manager.dataset_name, self.plans_manager.plans_name, self.configuration)
+
+    def preprocess(self, array: np.ndarray, spacing: tuple[float, float, float]) -> PreprocessedCase:
+        """nnU-Net's preprocessing (crop, CT normalisation, resampling) of one (z, y, x) volume."""
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        data, _, properties = preprocessor.run_case_npy(
+            np.asarray(array, dtype=np.float32)[None], None, {"spacing": list(spacing)},
+            self.plans_manager, self.configuration_manager, self.dataset_json)
+        tensor = torch.from_numpy(np.ascontiguousarray(data))
+        if self.device.type == "cuda":
+            tensor = tensor.to(self.device, non_blocking=True)
+        return PreprocessedCase(tensor, properties)
+
+    @torch.inference_mode()
+    def foreground_probability(self, case: PreprocessedCase) -> torch.Tensor:
+        """P(hemorrhage) per voxel of the volume given to :meth:`preprocess` (on the device)."""
+        logits = self.predictor.predict_sliding_window_return_logits(case.data).float()
+        logits = logits.to(self.device)
+        props = case.properties
+        logits = resize_logits(logits, tuple(props["shape_after_cropping_and_before_resampling"]))
+        probability = torch.softmax(logits, dim=0)[1]
+        full = torch.zeros(tuple(props["shape_before_cropping"]), dtype=probability.dtype, device=probability.device)
+        full[tuple(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"])] = probability
+        return full.permute(*self.plans_manager.transpose_backward)
+
+
+def resize_logits(logits: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Linear interpolation of (c, z, y, x) logits to ``shape`` (trilinear; identity if equal)."""
+    if tuple(logits.shape[1:]) == tuple(shape):
+        return logits
+    return F.interpolate(logits[None], size=shape, mode="trilinear", align_corners=False)[0]

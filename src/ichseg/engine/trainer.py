@@ -1,0 +1,93 @@
+"""One parameterised nnU-Net trainer for every recipe.
+
+:class:`IchsegTrainer` is nnU-Net's trainer with three things made parameters: the loss
+(``dice_weight · Dice + ce_weight · class-weighted CE``), the optimiser (SGD-Nesterov 0.99, nnU-Net's
+default, or Adam) and the poly schedule (initial rate, exponent, epochs, iterations per epoch). The
+parameters are set with :meth:`IchsegTrainer.configure` before training and written beside the
+checkpoints (``trainer_params.json``); prediction needs none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from ichseg.engine.losses import DiceWeightedCELoss
+from ichseg.recipes import LossSpec, TrainingSpec
+
+
+@dataclass(frozen=True)
+class TrainerParams:
+    """Everything that distinguishes one recipe's training from another's."""
+
+    loss: LossSpec
+    training: TrainingSpec
+    checkpoint_every: int = 50
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        weights = data["loss"]["class_weights"]
+        data["loss"]["class_weights"] = list(weights) if weights is not None else None
+        return data
+
+
+class IchsegTrainer(nnUNetTrainer):
+    """nnU-Net's trainer with the recipe's loss, optimiser and schedule."""
+
+    #: Called after every epoch with (finished epochs, total epochs, last train loss).
+    epoch_callback: Callable[[int, int, float], None] | None = None
+
+    def configure(self, params: TrainerParams) -> None:
+        """Apply a recipe's parameters; call before :meth:`initialize`."""
+        if self.was_initialized:
+            raise RuntimeError("configure() must be called before the trainer is initialised")
+        self.params = params
+        training = params.training
+        self.initial_lr = training.initial_lr
+        self.num_epochs = training.epochs
+        self.num_iterations_per_epoch = training.iterations_per_epoch
+        self.num_val_iterations_per_epoch = training.val_iterations_per_epoch
+        self.save_every = params.checkpoint_every
+
+    def _build_loss(self) -> torch.nn.Module:
+        loss_spec: LossSpec = self.params.loss
+        loss: torch.nn.Module = DiceWeightedCELoss(
+            {"batch_dice": self.configuration_manager.batch_dice, "smooth": 1e-5, "do_bg": False,
+             "ddp": self.is_ddp},
+            dice_weight=loss_spec.dice_weight,
+            ce_weight=loss_spec.ce_weight,
+            class_weights=loss_spec.class_weights,
+        )
+        if self.enable_deep_supervision:
+            # nnU-Net's weighting: halve per level, drop the lowest, normalise to sum 1.
+            scales = self._get_deep_supervision_scales()
+            weights = np.array([1 / (2 ** i) for i in range(len(scales))])
+            weights[-1] = 0
+            loss = DeepSupervisionWrapper(loss, weights / weights.sum())
+        return loss
+
+    def configure_optimizers(self):
+        training: TrainingSpec = self.params.training
+        if training.optimizer == "adam":
+            optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr,
+                                         weight_decay=self.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay,
+                                        momentum=0.99, nesterov=True)
+        scheduler = PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs, exponent=training.poly_exponent)
+        return optimizer, scheduler
+
+    def plot_network_architecture(self) -> None:
+        """Skipped: drawing the graph costs time and needs optional packages."""
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        if self.epoch_callback is not None:
+            loss = float(self.logger.get_value("train_losses", step=-1))
+            self.epoch_callback(self.current_epoch, self.num_epochs, loss)

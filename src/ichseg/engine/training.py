@@ -1,0 +1,57 @@
+"""Training one model (one configuration, one fold) with :class:`IchsegTrainer`, resumably."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ichseg.atomic import write_json
+from ichseg.engine.environment import captured_output, nnunet_paths
+from ichseg.engine.planning import require_plans
+from ichseg.engine.trainer import IchsegTrainer, TrainerParams
+from ichseg.workspace import Workspace
+
+FINAL_CHECKPOINT = "checkpoint_final.pth"
+LATEST_CHECKPOINT = "checkpoint_latest.pth"
+
+
+def nnunet_model_folder(output_root: Path, folder_name: str, plans_name: str, configuration: str) -> Path:
+    """Where nnU-Net puts a trainer's output under a results folder (its own layout, kept so that
+    nnU-Net's tools can read the model too)."""
+    return output_root / folder_name / f"{IchsegTrainer.__name__}__{plans_name}__{configuration}"
+
+
+def fold_folder_name(fold: int | str) -> str:
+    return f"fold_{fold}"
+
+
+def train_model(workspace: Workspace, folder_name: str, plans_name: str, configuration: str,
+                fold: int | str, params: TrainerParams, output_root: Path, device: torch.device,
+                epoch_callback: Callable[[int, int, float], None] | None = None,
+                verbose: bool = False) -> Path:
+    """Train (or resume, or skip if finished) one model; returns its fold folder.
+
+    A fold folder with ``checkpoint_final.pth`` is finished and left alone; one with only
+    ``checkpoint_latest.pth`` was interrupted and continues from that epoch.
+    """
+    plans = require_plans(workspace, folder_name, plans_name, configuration)
+    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
+    if (fold_dir / FINAL_CHECKPOINT).is_file():
+        return fold_dir
+    dataset_json = json.loads((workspace.preprocessed / folder_name / "dataset.json").read_text())
+    resume = (fold_dir / LATEST_CHECKPOINT).is_file()
+    plans = dict(plans, continue_training=resume)
+    with nnunet_paths(workspace, results=output_root, device=device), \
+            captured_output(fold_dir.parent / f"{fold_folder_name(fold)}_training.log", verbose):
+        trainer = IchsegTrainer(plans=plans, configuration=configuration, fold=fold,
+                                dataset_json=dataset_json, device=device)
+        trainer.configure(params)
+        trainer.epoch_callback = epoch_callback
+        if resume:
+            trainer.load_checkpoint(str(fold_dir / LATEST_CHECKPOINT))
+        write_json(fold_dir / "trainer_params.json", params.to_dict(), overwrite=True)
+        trainer.run_training()
+    return fold_dir

@@ -1,0 +1,68 @@
+"""The networks of a model folder, loaded once, giving per-model hemorrhage probabilities for a case.
+
+A case is preprocessed (recipe CT preprocessing, then nnU-Net's) once per configuration; all models
+of that configuration reuse it. Probabilities come back in the geometry of the (canonical) image
+that was passed in, padding removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ichseg.engine.inference import PreprocessedCase, TrainedNetwork
+from ichseg.errors import ModelError
+from ichseg.io.image import CTImage
+from ichseg.models import ModelFolder, TrainedModel
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    group: str
+    fold: int | str
+    probability: torch.Tensor
+
+
+class ModelSet:
+    def __init__(self, folder: ModelFolder, device: torch.device, *, groups: Sequence[str] | None = None,
+                 folds: Sequence[int | str] | None = None, use_mirroring: bool = True,
+                 tile_step_size: float = 0.5) -> None:
+        models = folder.require_models()
+        if groups:
+            unknown = set(groups) - {m.group for m in models}
+            if unknown:
+                raise ModelError(f"{folder.path}: no trained group(s) {sorted(unknown)}")
+            models = [m for m in models if m.group in groups]
+        if folds is not None:
+            models = [m for m in models if m.fold in folds]
+            if not models:
+                raise ModelError(f"{folder.path}: no trained model for fold(s) {list(folds)}")
+        self.folder = folder
+        self.preprocessing = folder.preprocessing
+        self.models: list[TrainedModel] = models
+        self.networks = [TrainedNetwork(m.nnunet_folder, m.fold, device, use_mirroring=use_mirroring,
+                                        tile_step_size=tile_step_size) for m in models]
+        keys = {n.preprocessing_key[:2] for n in self.networks}
+        if len(keys) > 1:
+            raise ModelError(f"{folder.path}: models were planned on different data sets or plans {sorted(keys)}")
+        order = sorted(range(len(self.networks)), key=lambda i: self.networks[i].preprocessing_key)
+        self.models = [self.models[i] for i in order]
+        self.networks = [self.networks[i] for i in order]
+
+    def __len__(self) -> int:
+        return len(self.networks)
+
+    def probabilities(self, image: CTImage) -> Iterator[ModelOutput]:
+        """Each model's P(hemorrhage) for ``image`` (canonical orientation), one at a time."""
+        prepared = self.preprocessing.apply(image)
+        cached_key, cached_case = None, None
+        for model, network in zip(self.models, self.networks):
+            if network.preprocessing_key != cached_key:
+                cached_case = None  # free the previous configuration's input first
+                cached_case = network.preprocess(prepared.array, prepared.spacing)
+                cached_key = network.preprocessing_key
+            assert isinstance(cached_case, PreprocessedCase)
+            probability = network.foreground_probability(cached_case)
+            yield ModelOutput(model.group, model.fold, self.preprocessing.revert_array(probability))

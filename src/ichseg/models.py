@@ -1,0 +1,112 @@
+"""Self-describing model folders: everything needed to predict, in one folder.
+
+Layout of ``WORKSPACE/models/DATASET/RECIPE/``::
+
+    ichseg_model.json        recipe, preprocessing, plans, versions, data set fingerprint
+    postprocessing.json      the component rule chosen by cross-validation (optional)
+    GROUP/                   one folder per model group, in nnU-Net's own results layout:
+      DatasetNNN_X/IchsegTrainer__PLANS__CONFIG/{plans.json,dataset.json,fold_K/checkpoint_final.pth}
+      oof/CASE.npz           out-of-fold hemorrhage probability of each validation case
+
+``ichseg predict --model DIR`` reads nothing outside this folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ichseg.errors import ModelError
+from ichseg.preprocessing.pipeline import CTPreprocessing
+from ichseg.recipes import Recipe
+
+MODEL_FILE = "ichseg_model.json"
+POSTPROCESSING_FILE = "postprocessing.json"
+FORMAT_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    group: str
+    configuration: str
+    fold: int | str
+    nnunet_folder: Path
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    path: Path
+    description: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path) -> ModelFolder:
+        path = Path(path)
+        file = path / MODEL_FILE
+        if not file.is_file():
+            raise ModelError(f"{path}: not an ichseg model folder (no {MODEL_FILE})")
+        try:
+            description = json.loads(file.read_text())
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{file}: unreadable ({error})") from None
+        for key in ("recipe", "groups", "preprocessing", "nnunet_dataset", "plans_name"):
+            if key not in description:
+                raise ModelError(f"{file}: missing field '{key}'")
+        return cls(path, description)
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.description["recipe"], f"{self.path / MODEL_FILE}: recipe")
+
+    @property
+    def recipe_name(self) -> str:
+        return str(self.description["recipe"]["name"])
+
+    @property
+    def dataset(self) -> str:
+        return str(self.description.get("dataset", ""))
+
+    @property
+    def preprocessing(self) -> CTPreprocessing:
+        return CTPreprocessing.from_dict(self.description["preprocessing"])
+
+    def group_dir(self, group: str) -> Path:
+        return self.path / group
+
+    def oof_dir(self, group: str) -> Path:
+        return self.group_dir(group) / "oof"
+
+    def nnunet_folder(self, group: str) -> Path:
+        return self.path / self.description["groups"][group]["nnunet_folder"]
+
+    def trained_models(self) -> list[TrainedModel]:
+        """Every finished (group, fold) in the folder, in recipe order."""
+        found = []
+        for group, info in self.description["groups"].items():
+            nnunet_folder = self.nnunet_folder(group)
+            for fold_dir in sorted(nnunet_folder.glob("fold_*")):
+                if (fold_dir / "checkpoint_final.pth").is_file():
+                    fold_text = fold_dir.name[len("fold_"):]
+                    fold: int | str = int(fold_text) if fold_text.isdigit() else fold_text
+                    found.append(TrainedModel(group, info["configuration"], fold, nnunet_folder))
+        return found
+
+    def require_models(self) -> list[TrainedModel]:
+        models = self.trained_models()
+        if not models:
+            raise ModelError(f"{self.path}: no finished model (no checkpoint_final.pth); train it first")
+        for model in models:
+            for name in ("plans.json", "dataset.json"):
+                if not (model.nnunet_folder / name).is_file():
+                    raise ModelError(f"{model.nnunet_folder}: incomplete model folder ({name} missing)")
+        return models
+
+    @property
+    def postprocessing_file(self) -> Path:
+        return self.path / POSTPROCESSING_FILE

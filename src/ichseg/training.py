@@ -1,0 +1,213 @@
+"""Planning and training recipes: the API behind ``ichseg plan`` and ``ichseg train``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ichseg import __version__
+from ichseg.atomic import atomic_file, write_json
+from ichseg.data.derived import IMAGE_SUFFIX, derived_dataset
+from ichseg.errors import IchsegError, ModelError, WorkspaceError
+from ichseg.models import FORMAT_VERSION, MODEL_FILE, ModelFolder, file_sha256
+from ichseg.progress import make_progress
+from ichseg.recipes import MAX_FOLDS, Recipe, load_recipe
+from ichseg.workspace import Workspace
+
+PLAN_CONFIGURATIONS = ("2d", "3d_fullres")
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    dataset: str
+    recipe: str
+    nnunet_dataset: str
+    plans_name: str
+    configurations: list[Any]
+
+
+def _engine():
+    """The nnU-Net engine, imported on first use (it is slow to import)."""
+    from ichseg import engine
+
+    return engine
+
+
+def plan(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Path | Workspace | None = None,
+         configurations: Sequence[str] = PLAN_CONFIGURATIONS, num_processes: int | None = None,
+         verbose: bool = False, progress: bool = True) -> PlanResult:
+    """nnU-Net fingerprint, plans and preprocessing of an imported data set for a recipe.
+
+    Recipes that window or pad the CT plan a derived data set (built here); recipes with a target
+    spacing get their own plans identifier.
+    """
+    ws = _workspace(workspace)
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    folder_name = derived_dataset(ws, dataset, rec.preprocessing, progress=progress)
+    engine = _engine()
+    rule = rec.target_spacing.resolve if rec.target_spacing is not None else None
+    processes = num_processes or engine.default_processes()
+    with make_progress(progress) as bar:
+        task = bar.add_task(f"Planning {dataset} ({', '.join(configurations)})", total=None)
+        planned = engine.plan_dataset(ws, folder_name, configurations, rec.plans_name, rule,
+                                      num_processes=processes, verbose=verbose)
+        bar.update(task, total=1, completed=1)
+    return PlanResult(dataset, rec.name, folder_name, rec.plans_name, planned)
+
+
+def parse_folds(folds: int | str | Sequence[int | str] | None, recipe: Recipe) -> list[int | str]:
+    """``None``/``"all"``: every fold of the recipe; ``"full"``: nnU-Net's fold 'all' (all cases)."""
+    if folds is None or folds == "all":
+        return list(recipe.folds)
+    if folds == "full":
+        return ["all"]
+    items = folds if isinstance(folds, (list, tuple)) else str(folds).split(",")
+    parsed: list[int | str] = []
+    for item in items:
+        text = str(item).strip()
+        if not text.isdigit() or not 0 <= int(text) < MAX_FOLDS:
+            raise IchsegError(f"fold {text!r} is out of range: use 0-{MAX_FOLDS - 1}, 'all' (every fold) "
+                              f"or 'full' (one model on all cases)")
+        parsed.append(int(text))
+    return parsed
+
+
+def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Path | Workspace | None = None,
+          folds: int | str | Sequence[int | str] | None = None, groups: Sequence[str] | None = None,
+          configuration: str | None = None, epochs: int | None = None, iterations: int | None = None,
+          val_iterations: int | None = None, checkpoint_every: int | None = None, device: str = "auto",
+          overwrite: bool = False, verbose: bool = False, progress: bool = True) -> ModelFolder:
+    """Train a recipe's models (groups × folds) in order, resumably; returns the model folder.
+
+    Finished models are skipped, an interrupted one continues from its last checkpoint, and each
+    cross-validation model predicts its validation cases (out-of-fold probabilities) for ensembling
+    and postprocessing studies. ``epochs``/``iterations`` shorten the schedule for quick runs.
+    """
+    ws = _workspace(workspace)
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    fold_list = parse_folds(folds, rec)
+    chosen = rec.select_groups(list(groups) if groups else None, configuration)
+    schedule = rec.training.overridden(epochs, iterations, val_iterations)
+    base = ws.dataset_folder_name(dataset)
+    folder_name = _planned_folder(ws, dataset, rec)
+    engine = _engine()
+    for group in chosen:
+        engine.require_plans(ws, folder_name, rec.plans_name, group.configuration)
+    torch_device = engine.resolve_device(device)
+    model_dir = ws.model_dir(dataset, rec.name)
+    if overwrite and model_dir.exists():
+        shutil.rmtree(model_dir)
+    folder = _prepare_model_folder(ws, model_dir, dataset, folder_name, rec, schedule, chosen)
+    splits = engine.ensure_splits(ws, folder_name)
+    every = checkpoint_every or min(50, schedule.epochs)
+    jobs = [(g, f) for g in chosen for f in fold_list]
+    with make_progress(progress) as bar:
+        overall = bar.add_task(f"Training {rec.name} on {dataset}", total=len(jobs))
+        for group, fold in jobs:
+            name = f"{group.name} fold {fold}"
+            epoch_task = bar.add_task(f"  {name}", total=schedule.epochs)
+
+            def on_epoch(done: int, total: int, loss: float, task=epoch_task, name=name) -> None:
+                bar.update(task, completed=done, description=f"  {name} (loss {loss:.3f})")
+
+            params = engine.TrainerParams(loss=group.loss, training=schedule, checkpoint_every=every)
+            engine.train_model(ws, folder_name, rec.plans_name, group.configuration, fold, params,
+                               folder.group_dir(group.name), torch_device, on_epoch, verbose)
+            bar.update(epoch_task, completed=schedule.epochs)
+            if isinstance(fold, int):
+                cases = splits[fold]["val"]
+                _write_out_of_fold(folder, ws, base, group.name, fold, cases, torch_device, bar)
+            bar.remove_task(epoch_task)
+            bar.advance(overall)
+    return folder
+
+
+def _workspace(workspace: str | Path | Workspace | None) -> Workspace:
+    return workspace.resolved() if isinstance(workspace, Workspace) else Workspace.open(workspace)
+
+
+def _planned_folder(ws: Workspace, dataset: str, rec: Recipe) -> str:
+    ws.dataset_folder_name(dataset)
+    if rec.preprocessing.is_identity:
+        return ws.dataset_folder_name(dataset)
+    derived = f"{dataset}__{rec.preprocessing.slug}"
+    if derived not in ws.datasets():
+        raise WorkspaceError(f"data set {dataset!r} is not planned for recipe {rec.name!r}; "
+                             f"run 'ichseg plan --dataset {dataset} --recipe {rec.name}' first")
+    return ws.dataset_folder_name(derived)
+
+
+def _prepare_model_folder(ws: Workspace, model_dir: Path, dataset: str, folder_name: str, rec: Recipe,
+                          schedule: Any, chosen: Sequence[Any]) -> ModelFolder:
+    """Create or extend ``ichseg_model.json``; refuse to mix schedules or recipes in one folder."""
+    from ichseg.engine import nnunet_model_folder, nnunet_version
+
+    fingerprint = ws.preprocessed / folder_name / "dataset_fingerprint.json"
+    recipe_dict = rec.to_dict()
+    recipe_dict["training"] = {k: getattr(schedule, k) for k in recipe_dict["training"]}
+    description: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "dataset": dataset,
+        "nnunet_dataset": folder_name,
+        "plans_name": rec.plans_name,
+        "recipe": recipe_dict,
+        "preprocessing": rec.preprocessing.to_dict(),
+        "groups": {},
+        "versions": {"ichseg": __version__, "nnunetv2": nnunet_version()},
+        "fingerprint_sha256": file_sha256(fingerprint) if fingerprint.is_file() else None,
+    }
+    existing_file = model_dir / MODEL_FILE
+    if existing_file.is_file():
+        existing = ModelFolder.open(model_dir).description
+        for key in ("recipe", "nnunet_dataset", "plans_name", "fingerprint_sha256"):
+            if existing.get(key) != description[key]:
+                raise ModelError(f"{model_dir}: was trained with a different {key.replace('_', ' ')}; "
+                                 f"use --overwrite to start again")
+        description["groups"] = existing["groups"]
+    for group in chosen:
+        nnunet_folder = nnunet_model_folder(model_dir / group.name, folder_name, rec.plans_name,
+                                            group.configuration)
+        description["groups"][group.name] = {
+            "configuration": group.configuration,
+            "nnunet_folder": str(nnunet_folder.relative_to(model_dir)),
+        }
+    write_json(existing_file, description, overwrite=True)
+    return ModelFolder.open(model_dir)
+
+
+def _write_out_of_fold(folder: ModelFolder, ws: Workspace, base_folder: str, group: str, fold: int,
+                       cases: Sequence[str], device: Any, bar: Any) -> None:
+    """Predict a fold's validation cases and keep P(hemorrhage) as uint8 (p × 255) per case."""
+    from ichseg.io.image import load_image
+    from ichseg.model_set import ModelSet
+
+    oof_dir = folder.oof_dir(group)
+    todo = [c for c in cases if not (oof_dir / f"{c}.npz").is_file()]
+    if not todo:
+        return
+    models = ModelSet(folder, device, groups=[group], folds=[fold])
+    task = bar.add_task(f"  {group} fold {fold}: out-of-fold predictions", total=len(todo))
+    for case in todo:
+        image = load_image(ws.raw / base_folder / "imagesTr" / f"{case}{IMAGE_SUFFIX}")
+        (output,) = list(models.probabilities(image))
+        quantised = np.round(output.probability.float().cpu().numpy() * 255).astype(np.uint8)
+        with atomic_file(oof_dir / f"{case}.npz", overwrite=True) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, probability=quantised, fold=fold)
+        bar.advance(task)
+    bar.remove_task(task)
+
+
+def load_out_of_fold(folder: ModelFolder, group: str) -> dict[str, np.ndarray]:
+    """Out-of-fold P(hemorrhage) per validation case of a group (float32 in [0, 1])."""
+    found = {}
+    for path in sorted(folder.oof_dir(group).glob("*.npz")):
+        with np.load(path) as data:
+            found[path.stem] = data["probability"].astype(np.float32) / 255.0
+    return found
+

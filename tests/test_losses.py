@@ -1,0 +1,57 @@
+"""The weighted CE + Dice loss against a hand computation and against nnU-Net's own loss."""
+
+import math
+
+import pytest
+import torch
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+from ichseg.engine.losses import DiceWeightedCELoss, WeightedCrossEntropy
+
+DICE_KWARGS = {"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}
+
+
+def test_weighted_cross_entropy_matches_hand_computation():
+    # Two voxels: background with p(bg) = e^2/(e^2+1), hemorrhage with p(hem) = 1/(1+e^1).
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0 - 1.0]]])  # (b=1, c=2, n=2)
+    logits = logits.permute(0, 1, 2)  # (1, 2, 2): class axis 1, voxel axis 2
+    target = torch.tensor([[[0, 1]]])  # (b=1, 1, n=2)
+    p_bg_voxel0 = math.exp(2) / (math.exp(2) + math.exp(0))
+    p_hem_voxel1 = math.exp(-1) / (math.exp(0) + math.exp(-1))
+    expected = -(0.2 * math.log(p_bg_voxel0) + 0.8 * math.log(p_hem_voxel1)) / 2  # -(1/N) sum w log p
+    loss = WeightedCrossEntropy([0.2, 0.8])(logits, target)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_weighted_cross_entropy_divides_by_voxel_count_not_weight_sum():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 4, 5, 5)
+    target = torch.randint(0, 2, (2, 1, 4, 5, 5))
+    ours = WeightedCrossEntropy([0.2, 0.8])(logits, target)
+    per_voxel = torch.nn.functional.cross_entropy(logits, target[:, 0], reduction="none")
+    weights = torch.tensor([0.2, 0.8])[target[:, 0]]
+    assert ours.item() == pytest.approx((per_voxel * weights).mean().item(), rel=1e-6)
+    torch_weighted_mean = torch.nn.functional.cross_entropy(logits, target[:, 0], weight=torch.tensor([0.2, 0.8]))
+    assert abs(ours.item() - torch_weighted_mean.item()) > 1e-3
+
+
+def test_compound_loss_is_lambda_weighted_sum():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 2, 3, 8, 8)
+    target = torch.randint(0, 2, (2, 1, 3, 8, 8)).float()
+    loss = DiceWeightedCELoss(DICE_KWARGS, dice_weight=0.6, ce_weight=0.4, class_weights=[0.2, 0.8])
+    dice = MemoryEfficientSoftDiceLoss(apply_nonlin=lambda x: torch.softmax(x, 1), **DICE_KWARGS)(logits, target)
+    wce = WeightedCrossEntropy([0.2, 0.8])(logits, target)
+    assert loss(logits, target).item() == pytest.approx(0.6 * dice.item() + 0.4 * wce.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dice_weight, ce_weight", [(1.0, 1.0), (0.6, 0.4)])
+def test_equals_nnunet_dc_and_ce_loss_with_unit_class_weights(dice_weight, ce_weight):
+    torch.manual_seed(2)
+    logits = torch.randn(2, 2, 4, 6, 6)
+    target = torch.randint(0, 2, (2, 1, 4, 6, 6)).float()
+    ours = DiceWeightedCELoss(DICE_KWARGS, dice_weight, ce_weight, class_weights=None)
+    nnunet = DC_and_CE_loss(dict(DICE_KWARGS), {}, weight_ce=ce_weight, weight_dice=dice_weight,
+                            dice_class=MemoryEfficientSoftDiceLoss)
+    assert ours(logits, target).item() == pytest.approx(nnunet(logits, target).item(), rel=1e-6)
