@@ -1,0 +1,29 @@
+"""``ichseg cv-report``: the cross-validated ablation of a trained recipe (Li & Chen's Table 1)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ichseg.cli.common import add_workspace
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("cv-report", help="compare model groups and ensembles out of fold",
+                                   description=run.__doc__)
+    parser.add_argument("model", type=Path, help="trained model folder (WORKSPACE/models/DATASET/RECIPE)")
+    parser.add_argument("--tolerance", type=float, default=0.42, help="NSD tolerance in mm (default 0.42)")
+    add_workspace(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate each model group and each ensemble strategy on the out-of-fold predictions; print
+    mean ± sd of Dice, HD, RVD and NSD, and write cv_report.md / cv_report.csv into the model folder."""
+    from ichseg.crossval import cv_report
+
+    report = cv_report(args.model, args.workspace, nsd_tolerance_mm=args.tolerance)
+    print(f"Out-of-fold results, {report.n_cases} cases, groups: {', '.join(report.groups)}\n")
+    print(report.markdown)
+    print(f"\nWritten: {args.model / 'cv_report.md'}, {args.model / 'cv_report.csv'}")
+    return 0

@@ -1,0 +1,60 @@
+"""``ichseg predict``: segment CT scans with a trained model folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ichseg.cli.common import add_device, add_overwrite, add_verbose, add_workspace
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("predict", help="segment NIfTI files or DICOM series", description=run.__doc__)
+    parser.add_argument("-i", "--input", required=True, type=Path, help="a NIfTI file, a folder of them, "
+                        "a DICOM series folder or a folder of DICOM series folders")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    parser.add_argument("--model", type=Path, help="trained model folder (WORKSPACE/models/DATASET/RECIPE)")
+    parser.add_argument("--dataset", help="use the workspace's model of this data set instead of --model")
+    parser.add_argument("--recipe", help="with --dataset: the recipe's model (default: nnunet)")
+    parser.add_argument("--ensemble", choices=("mean", "vote", "uncertainty"),
+                        help="how to combine several models (default: the recipe's)")
+    parser.add_argument("--th", type=float, help="uncertainty ensemble: half-ratio threshold (default 0.5)")
+    parser.add_argument("--n1", type=int, help="uncertainty ensemble: votes needed when HR > th (default 1)")
+    parser.add_argument("--n2", type=int, help="uncertainty ensemble: votes needed when HR < th (default C/2)")
+    parser.add_argument("--reading", choices=("printed", "majority"),
+                        help="uncertainty ensemble: HR as printed (n = floor(C/2)) or majority (n >= ceil(C/2))")
+    parser.add_argument("--group", action="append", help="use only this model group (repeatable)")
+    parser.add_argument("--fold", action="append", type=int, help="use only this fold (repeatable)")
+    parser.add_argument("--no-postprocess", action="store_true", help="skip the model folder's component rule")
+    parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
+    parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step (default 0.5)")
+    parser.add_argument("--series", help="DICOM SeriesInstanceUID to use when a folder holds several")
+    parser.add_argument("--keep-identifiers", action="store_true",
+                        help="include patient identifiers from DICOM headers in the outputs")
+    parser.add_argument("--no-report", action="store_true", help="skip the PNG previews and HTML reports")
+    add_device(parser)
+    add_workspace(parser)
+    add_overwrite(parser)
+    add_verbose(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write per case the mask (in the input's geometry), the vote map, JSON measures, a preview PNG,
+    an HTML report and, for DICOM input, a DICOM-SEG; exit 2 if any case failed."""
+    import sys
+
+    from ichseg.prediction import predict
+
+    params = {"th": args.th, "n1": args.n1, "n2": args.n2, "reading": args.reading}
+    result = predict(args.input, args.output, args.model, dataset=args.dataset, recipe=args.recipe,
+                     workspace=args.workspace, ensemble=args.ensemble, ensemble_params=params,
+                     groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,
+                     device=args.device, mirroring=not args.no_mirroring, step_size=args.step_size,
+                     series=args.series, keep_identifiers=args.keep_identifiers,
+                     preview=not args.no_report, html=not args.no_report, overwrite=args.overwrite,
+                     verbose=args.verbose)
+    print(f"{len(result.cases)} case(s) written to {result.output_dir}")
+    for name, message in result.failures:
+        print(f"ichseg: error: {message}", file=sys.stderr)
+    return 2 if result.failures else 0

@@ -1,0 +1,42 @@
+"""``ichseg train``: train a recipe's models, resumably."""
+
+from __future__ import annotations
+
+import argparse
+
+from ichseg.cli.common import add_device, add_overwrite, add_verbose, add_workspace
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a recipe's models (resumable)", description=run.__doc__)
+    parser.add_argument("--dataset", required=True, help="name given to 'ichseg import'")
+    parser.add_argument("--recipe", default="nnunet", help="recipe name or .json path (default: nnunet)")
+    parser.add_argument("--fold", default="all",
+                        help="0-4, a list such as 0,1, 'all' (every fold of the recipe; default) or "
+                             "'full' (one model on all cases, nnU-Net's fold 'all')")
+    parser.add_argument("--configuration", choices=("2d", "3d_fullres"),
+                        help="train only the recipe's groups of this configuration")
+    parser.add_argument("--group", action="append", help="train only this model group (repeatable)")
+    parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    parser.add_argument("--iterations", type=int, help="override the training iterations per epoch")
+    parser.add_argument("--val-iterations", type=int, help="override the validation iterations per epoch")
+    add_device(parser)
+    add_workspace(parser)
+    add_overwrite(parser)
+    add_verbose(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train every (group, fold) of the recipe in order. Re-running skips finished models and continues
+    an interrupted one from its last checkpoint; each cross-validation model keeps its out-of-fold
+    predictions."""
+    from ichseg.training import train
+
+    folder = train(args.dataset, args.recipe, workspace=args.workspace, folds=args.fold, groups=args.group,
+                   configuration=args.configuration, epochs=args.epochs, iterations=args.iterations,
+                   val_iterations=args.val_iterations, device=args.device, overwrite=args.overwrite,
+                   verbose=args.verbose)
+    models = folder.trained_models()
+    print(f"{len(models)} trained model(s) in {folder.path}")
+    return 0

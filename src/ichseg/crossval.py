@@ -1,0 +1,146 @@
+"""Cross-validation studies on a trained recipe's out-of-fold predictions.
+
+Every cross-validation model predicted the cases it did not see; these out-of-fold probabilities
+let us compare model groups and ensemble strategies (Li & Chen's Table 1) and choose a
+postprocessing rule without training anything again. Each out-of-fold case has one model per
+group (the fold that held it out), so the ensembles here combine C = number of groups models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ichseg.atomic import write_text
+from ichseg.errors import ModelError
+from ichseg.io.image import load_image
+from ichseg.models import ModelFolder
+from ichseg.progress import progress_bar
+from ichseg.training import load_out_of_fold
+from ichseg.workspace import Workspace
+
+#: Ensemble strategies compared in the report: label -> (strategy, parameters).
+STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "mean probability": ("mean", {}),
+    "majority vote": ("vote", {}),
+    "uncertainty (printed HR)": ("uncertainty", {"reading": "printed"}),
+    "uncertainty (majority HR)": ("uncertainty", {"reading": "majority"}),
+}
+
+
+@dataclass(frozen=True)
+class OutOfFoldCase:
+    name: str
+    reference: np.ndarray
+    spacing: tuple[float, float, float]
+    probabilities: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CVReport:
+    results: dict[str, list[dict[str, float]]]
+    markdown: str
+    csv: str
+    n_cases: int
+    groups: list[str]
+
+
+def _workspace_of(folder: ModelFolder, workspace: str | Path | Workspace | None) -> Workspace:
+    """The workspace holding the references: given, or the one the model folder lives in."""
+    if isinstance(workspace, Workspace):
+        return workspace.resolved()
+    if workspace is not None:
+        return Workspace.open(workspace)
+    return Workspace.open(folder.path.resolve().parents[2])
+
+
+def load_out_of_fold_cases(folder: ModelFolder, workspace: str | Path | Workspace | None = None,
+                           progress: bool = True) -> list[OutOfFoldCase]:
+    """Cases that every trained group predicted out of fold, with their reference masks."""
+    groups = sorted({m.group for m in folder.trained_models()})
+    per_group = {g: load_out_of_fold(folder, g) for g in groups}
+    names = sorted(set.intersection(*(set(p) for p in per_group.values()))) if per_group else []
+    if not names:
+        raise ModelError(f"{folder.path}: no out-of-fold predictions; train cross-validation folds "
+                         f"(--fold 0-4 or all) first")
+    ws = _workspace_of(folder, workspace)
+    labels = ws.raw / ws.dataset_folder_name(folder.dataset) / "labelsTr"
+    cases = []
+    for name in progress_bar(names, "Reading references", progress):
+        reference = load_image(labels / f"{name}.nii.gz")
+        cases.append(OutOfFoldCase(name, reference.array.astype(bool), reference.spacing,
+                                   {g: per_group[g][name] for g in groups}))
+    return cases
+
+
+def ensemble_out_of_fold(case: OutOfFoldCase, strategy: str, params: dict[str, Any]) -> tuple[np.ndarray, Any]:
+    """One case's ensemble mask over its groups' out-of-fold probabilities."""
+    from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
+
+    accumulator = EnsembleAccumulator(case.reference.shape)
+    for probability in case.probabilities.values():
+        accumulator.add(probability)
+    result = ensemble_mask(strategy, accumulator, **params)
+    return np.asarray(result.mask, dtype=bool), result
+
+
+def recipe_ensemble(folder: ModelFolder) -> tuple[str, dict[str, Any]]:
+    """The recipe's own ensemble strategy and parameters (N2 left to default to floor(C/2))."""
+    settings = dict(folder.recipe.ensemble)
+    strategy = settings.pop("strategy")
+    settings.pop("n2", None)
+    return strategy, settings
+
+
+def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None, *,
+              nsd_tolerance_mm: float = 0.42, progress: bool = True, write: bool = True) -> CVReport:
+    """Dice, HD and RVD (mean ± sd) per model group and per ensemble strategy, out of fold.
+
+    Writes ``cv_report.md`` and ``cv_report.csv`` into the model folder when ``write``.
+    """
+    from ichseg.metrics import case_metrics, summary_table
+
+    folder = ModelFolder.open(model)
+    cases = load_out_of_fold_cases(folder, workspace, progress)
+    groups = list(cases[0].probabilities)
+    results: dict[str, list[dict[str, float]]] = {g: [] for g in groups}
+    methods = STRATEGIES if len(groups) > 1 else {}
+    for label in methods:
+        results[f"ensemble: {label}"] = []
+    for case in progress_bar(cases, "Evaluating out-of-fold predictions", progress):
+        for group, probability in case.probabilities.items():
+            results[group].append(case_metrics(probability > 0.5, case.reference, case.spacing, nsd_tolerance_mm))
+        for label, (strategy, params) in methods.items():
+            mask, _ = ensemble_out_of_fold(case, strategy, params)
+            results[f"ensemble: {label}"].append(case_metrics(mask, case.reference, case.spacing, nsd_tolerance_mm))
+    markdown = summary_table(results, metrics=("dice", "hd", "rvd", "nsd"), fmt="markdown")
+    csv = summary_table(results, metrics=("dice", "hd", "rvd", "nsd"), fmt="csv")
+    if write:
+        write_text(folder.path / "cv_report.md", markdown, overwrite=True)
+        write_text(folder.path / "cv_report.csv", csv, overwrite=True)
+    return CVReport(results, markdown, csv, len(cases), groups)
+
+
+def select_postprocessing(model: str | Path, workspace: str | Path | Workspace | None = None, *,
+                          margin: float | None = None, candidates: Sequence[Any] | None = None,
+                          progress: bool = True) -> Any:
+    """Choose the component rule on the recipe's out-of-fold ensemble and save it in the folder."""
+    from ichseg.postprocessing import save_rule
+    from ichseg.postprocessing.selection import DEFAULT_MARGIN, select_rule
+
+    folder = ModelFolder.open(model)
+    cases = load_out_of_fold_cases(folder, workspace, progress)
+    strategy, params = recipe_ensemble(folder)
+    if len(cases[0].probabilities) == 1:
+        strategy, params = "mean", {}
+    triples = [(ensemble_out_of_fold(c, strategy, params)[0], c.reference, c.spacing) for c in cases]
+    selection = select_rule(triples, candidates, DEFAULT_MARGIN if margin is None else margin)
+    save_rule(folder.postprocessing_file, selection.chosen, extra={
+        "selected_on": f"{len(cases)} out-of-fold cases, ensemble {strategy}",
+        "selection": selection.as_dict(),
+    }, overwrite=True)
+    return selection

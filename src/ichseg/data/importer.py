@@ -1,0 +1,352 @@
+"""Import labelled CT data sets into the workspace as nnU-Net raw data sets.
+
+Two source layouts are recognised:
+
+* INSTANCE 2022: ``SOURCE/data/NAME.nii.gz`` with ``SOURCE/label/NAME.nii.gz`` (or ``.nii``);
+* nnU-Net raw: ``SOURCE/dataset.json``, ``SOURCE/imagesTr/NAME_0000.EXT``, ``SOURCE/labelsTr/NAME.EXT``
+  with one channel and the labels 0 and 1.
+
+Every image/label pair is read and checked before anything is kept: both files readable 3D
+volumes, the same shape, spacing, direction and origin, labels only 0 and 1, CT values finite. All
+problems are gathered into one :class:`InputError`, so a user fixes a data set in one round. The
+data set is built in a temporary folder and renamed into place, so a failed or interrupted import
+leaves nothing behind. Images and labels are reoriented to
+:data:`ichseg.io.image.CANONICAL_ORIENTATION`, the orientation every model sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ichseg import __version__
+from ichseg.atomic import atomic_dir, refuse_existing, write_json
+from ichseg.errors import InputError
+from ichseg.io.image import (
+    CANONICAL_ORIENTATION,
+    IMAGE_SUFFIXES,
+    NIFTI_SUFFIXES,
+    CTImage,
+    case_name,
+    load_image,
+    save_image,
+    save_mask,
+)
+from ichseg.workspace import Workspace
+
+#: Channel name that makes nnU-Net apply its CT normalisation.
+CT_CHANNEL = "CT"
+LABELS = {"background": 0, "hemorrhage": 1}
+OUTPUT_ENDING = ".nii.gz"
+
+#: How far a label's geometry may stray from its image's (float32 headers round-trip inexactly).
+SPACING_TOLERANCE_MM = 1e-3
+ORIGIN_TOLERANCE_MM = 1e-2
+DIRECTION_TOLERANCE = 1e-3
+
+#: Cases read at once; reading and compressing dominate and release the GIL in SimpleITK.
+READER_THREADS = 2
+
+_INT16 = np.iinfo(np.int16)
+_CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
+@dataclass(frozen=True)
+class ImportedDataset:
+    """A data set now in the workspace, ready for ``ichseg plan``."""
+
+    name: str
+    folder: Path
+    folder_name: str
+    cases: list[str]
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.cases)
+
+
+@dataclass(frozen=True)
+class CasePair:
+    name: str
+    image: Path
+    label: Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a file cannot be imported; ``text`` is a full line naming the file."""
+
+    file: Path
+    text: str
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    """What was found in a source folder before any image is read."""
+
+    layout: str
+    pairs: list[CasePair]
+    problems: list[Problem]
+
+
+def import_dataset(source: str | os.PathLike, name: str,
+                   workspace: Workspace | str | os.PathLike | None = None, *,
+                   overwrite: bool = False, progress: bool = True) -> ImportedDataset:
+    """Check every case of ``source`` and copy the data set into ``workspace`` as ``name``.
+
+    Raises :class:`OutputExistsError` if the data set exists and ``overwrite`` is false, and
+    :class:`InputError` listing every problem found (nothing is imported then).
+    """
+    workspace = workspace.resolved() if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    folder_name = workspace.new_dataset_folder_name(name)
+    destination = workspace.raw / folder_name
+    refuse_existing(destination, overwrite)
+    source = Path(source).expanduser().absolute()
+    scan = _scan_source(source)
+    if not scan.pairs:
+        if scan.problems:
+            raise _failure(scan.problems)
+        raise InputError(f"{source}: no cases found ({scan.layout} layout)")
+    with atomic_dir(destination, overwrite) as staging:
+        problems = scan.problems + _import_cases(scan.pairs, staging, progress,
+                                                 write=not scan.problems)
+        if problems:
+            raise _failure(problems)
+        cases = [pair.name for pair in scan.pairs]
+        write_json(staging / "dataset.json", _dataset_json(name, len(cases), source, scan.layout))
+    stale_plans = workspace.preprocessed / folder_name
+    if stale_plans.exists():  # plans of the replaced data set would no longer fit
+        shutil.rmtree(stale_plans)
+    return ImportedDataset(name=name, folder=destination, folder_name=folder_name, cases=cases)
+
+
+def _scan_source(source: Path) -> SourceScan:
+    """Recognise the layout of ``source`` and pair its image and label files by case name."""
+    if not source.is_dir():
+        raise InputError(f"{source}: no such folder")
+    if (source / "dataset.json").is_file():
+        return _scan_nnunet_raw(source)
+    if (source / "data").is_dir() and (source / "label").is_dir():
+        return _scan_instance(source)
+    raise InputError(f"{source}: not a data set folder: expected data/ and label/ (INSTANCE layout) "
+                     f"or dataset.json, imagesTr/ and labelsTr/ (nnU-Net raw layout)")
+
+
+def _scan_instance(source: Path) -> SourceScan:
+    images = _files_by_case(source / "data", NIFTI_SUFFIXES, case_name)
+    labels = _files_by_case(source / "label", NIFTI_SUFFIXES, case_name)
+    pairs, problems = _pair_files(images, labels, source / "data", source / "label")
+    return SourceScan("INSTANCE", pairs, problems)
+
+
+def _scan_nnunet_raw(source: Path) -> SourceScan:
+    dataset_json = source / "dataset.json"
+    try:
+        description = json.loads(dataset_json.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{dataset_json}: not readable as JSON ({exc})") from None
+    if not isinstance(description, dict):
+        raise InputError(f"{dataset_json}: expected a JSON object")
+    ending = description.get("file_ending", OUTPUT_ENDING)
+    if not isinstance(ending, str) or not ending.lower().endswith(IMAGE_SUFFIXES):
+        raise InputError(f"{dataset_json}: file_ending {ending!r} is not a 3D image format "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    for folder in ("imagesTr", "labelsTr"):
+        if not (source / folder).is_dir():
+            raise InputError(f"{source}: dataset.json found but no {folder}/ folder")
+    problems = _dataset_json_problems(dataset_json, description)
+    channel_files = _files_by_case(source / "imagesTr", (ending,), lambda p: p.name[:-len(ending)])
+    images: dict[str, list[Path]] = {}
+    for stem, paths in channel_files.items():
+        match = _CHANNEL_FILE.match(stem)
+        for path in paths:
+            if match is None:
+                problems.append(Problem(path, f"{path}: not named CASE_0000{ending}"))
+            elif match["channel"] != "0000":
+                problems.append(Problem(path, f"{path}: channel {match['channel']}; ichseg imports "
+                                              f"single-channel CT (CASE_0000{ending}) only"))
+            else:
+                images.setdefault(match["case"], []).append(path)
+    labels = _files_by_case(source / "labelsTr", (ending,), lambda p: p.name[:-len(ending)])
+    pairs, pair_problems = _pair_files(images, labels, source / "imagesTr", source / "labelsTr")
+    return SourceScan("nnU-Net raw", pairs, problems + pair_problems)
+
+
+def _dataset_json_problems(path: Path, description: dict) -> list[Problem]:
+    """Reject descriptions of data sets that are not one-channel, one-foreground-label."""
+    problems = []
+    channels = description.get("channel_names")
+    if not isinstance(channels, dict) or len(channels) != 1:
+        problems.append(Problem(path, f"{path}: channel_names {channels}; ichseg imports data sets "
+                                      f"with exactly one (CT) channel"))
+    labels = description.get("labels")
+    if not isinstance(labels, dict) or sorted(map(str, labels.values())) != ["0", "1"]:
+        problems.append(Problem(path, f"{path}: labels {labels}; ichseg imports data sets with "
+                                      f"background 0 and one foreground label 1"))
+    return problems
+
+
+def _files_by_case(folder: Path, endings: tuple[str, ...],
+                   name_of: Callable[[Path], str]) -> dict[str, list[Path]]:
+    """Image files of ``folder`` grouped by case name; hidden files and other files are ignored."""
+    endings = tuple(ending.lower() for ending in endings)
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.name.lower().endswith(endings):
+            found.setdefault(name_of(path), []).append(path)
+    return found
+
+
+def _pair_files(images: dict[str, list[Path]], labels: dict[str, list[Path]],
+                image_folder: Path, label_folder: Path) -> tuple[list[CasePair], list[Problem]]:
+    """Match images and labels by case name; every unmatched or doubled file is a problem."""
+    pairs, problems = [], []
+    for name in sorted(images.keys() | labels.keys()):
+        case_images, case_labels = images.get(name, []), labels.get(name, [])
+        for files in (case_images, case_labels):
+            if len(files) > 1:
+                problems.extend(Problem(f, f"{f}: case {name!r} has {len(files)} files "
+                                           f"({', '.join(p.name for p in files)})") for f in files)
+        if not case_labels:
+            problems.extend(Problem(f, f"{f}: no label for case {name!r} in {label_folder}")
+                            for f in case_images)
+        elif not case_images:
+            problems.extend(Problem(f, f"{f}: no image for case {name!r} in {image_folder}")
+                            for f in case_labels)
+        elif len(case_images) == len(case_labels) == 1:
+            pairs.append(CasePair(name, case_images[0], case_labels[0]))
+    return pairs, problems
+
+
+def _import_cases(pairs: list[CasePair], staging: Path, progress: bool, write: bool) -> list[Problem]:
+    """Read and check every pair, writing cases into ``staging`` until the first problem."""
+    from rich.console import Console
+    from rich.progress import track
+
+    failed = threading.Event()
+    if not write:
+        failed.set()
+
+    def import_case(pair: CasePair) -> list[Problem]:
+        image, label, problems = _read_and_check(pair)
+        if problems:
+            failed.set()
+        elif not failed.is_set():
+            _write_case(pair.name, image, label, staging)
+        return problems
+
+    executor = ThreadPoolExecutor(max_workers=READER_THREADS)
+    try:
+        results = track(executor.map(import_case, pairs), total=len(pairs),
+                        description="Importing cases", console=Console(stderr=True),
+                        transient=True, disable=not progress)
+        return [problem for case_problems in results for problem in case_problems]
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_and_check(pair: CasePair) -> tuple[CTImage | None, CTImage | None, list[Problem]]:
+    images: list[CTImage | None] = []
+    problems: list[Problem] = []
+    for path in (pair.image, pair.label):
+        try:
+            images.append(load_image(path))
+        except InputError as error:
+            images.append(None)
+            problems.append(Problem(path, str(error)))
+    image, label = images
+    if image is not None and not _is_finite(image.array):
+        problems.append(Problem(pair.image, f"{pair.image}: contains NaN or infinite values"))
+    if label is not None:
+        problems.extend(Problem(pair.label, f"{pair.label}: {text}") for text in _label_problems(label))
+        if image is not None:
+            problems.extend(Problem(pair.label, f"{pair.label}: {text}")
+                            for text in _geometry_differences(label, image))
+    return image, label, problems
+
+
+def _is_finite(array: np.ndarray) -> bool:
+    return not np.issubdtype(array.dtype, np.floating) or bool(np.isfinite(array).all())
+
+
+def _label_problems(label: CTImage) -> list[str]:
+    outside = (label.array != 0) & (label.array != 1)
+    if not outside.any():
+        return []
+    values = np.unique(label.array[outside])
+    shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if len(values) > 5 else "")
+    return [f"label values other than 0 and 1 ({shown} in {int(outside.sum())} voxels)"]
+
+
+def _geometry_differences(label: CTImage, image: CTImage) -> list[str]:
+    """How the label's voxel grid differs from its image's, one sentence per property."""
+    if label.shape != image.shape:
+        return [f"shape {_fmt(label.shape)} (z, y, x) differs from the image's {_fmt(image.shape)}"]
+    differences = []
+    if not np.allclose(label.spacing, image.spacing, rtol=0, atol=SPACING_TOLERANCE_MM):
+        differences.append(f"spacing {_fmt(label.spacing)} mm (z, y, x) differs from the image's "
+                           f"{_fmt(image.spacing)}")
+    if not np.allclose(label.direction, image.direction, rtol=0, atol=DIRECTION_TOLERANCE):
+        differences.append(f"orientation {label.orientation} (direction {_fmt(label.direction)}) "
+                           f"differs from the image's {image.orientation} ({_fmt(image.direction)})")
+    if not np.allclose(label.origin, image.origin, rtol=0, atol=ORIGIN_TOLERANCE_MM):
+        differences.append(f"origin {_fmt(label.origin)} mm differs from the image's "
+                           f"{_fmt(image.origin)}")
+    return differences
+
+
+def _fmt(values: Iterable[float]) -> str:
+    return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
+
+
+def _write_case(name: str, image: CTImage, label: CTImage, folder: Path) -> None:
+    """Write a checked pair in canonical orientation; the label takes the image's exact geometry."""
+    image = image.reoriented(CANONICAL_ORIENTATION)
+    label = label.reoriented(CANONICAL_ORIENTATION)
+    save_image(image.with_array(_ct_array(image.array)),
+               folder / "imagesTr" / f"{name}_0000{OUTPUT_ENDING}")
+    save_mask(image, label.array, folder / "labelsTr" / f"{name}{OUTPUT_ENDING}")
+
+
+def _ct_array(array: np.ndarray) -> np.ndarray:
+    """HU as int16 when every value is a whole number that fits, else float32."""
+    integral = np.issubdtype(array.dtype, np.integer) or bool(np.all(np.mod(array, 1) == 0))
+    if integral and _INT16.min <= array.min() and array.max() <= _INT16.max:
+        return array.astype(np.int16, copy=False)
+    return array.astype(np.float32, copy=False)
+
+
+def _dataset_json(name: str, n_cases: int, source: Path, layout: str) -> dict:
+    return {
+        "name": name,
+        "channel_names": {"0": CT_CHANNEL},
+        "labels": LABELS,
+        "numTraining": n_cases,
+        "file_ending": OUTPUT_ENDING,
+        "ichseg": {
+            "source": str(source),
+            "layout": layout,
+            "orientation": CANONICAL_ORIENTATION,
+            "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "version": __version__,
+        },
+    }
+
+
+def _failure(problems: list[Problem]) -> InputError:
+    """One error listing every problem, grouped by file; its first line counts the files."""
+    problems = sorted(problems, key=lambda problem: str(problem.file))
+    n_files = len({problem.file for problem in problems})
+    header = (f"{n_files} file{'s' if n_files != 1 else ''} failed the import checks; "
+              f"nothing was imported:")
+    return InputError("\n".join([header] + [f"  {problem.text}" for problem in problems]))

@@ -1,0 +1,378 @@
+"""ichseg import: both source layouts accepted, every kind of bad pair rejected with nothing left behind."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ichseg.cli import main
+from ichseg.data import importer
+from ichseg.data.importer import import_dataset
+from ichseg.errors import InputError, OutputExistsError
+
+SHAPE = (4, 5, 6)  # (z, y, x)
+SPACING_XYZ = (0.45, 0.5, 5.0)
+ORIGIN = (-12.0, 30.5, 7.25)
+RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)  # not the canonical LPS
+LPS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def write_volume(path: Path, array: np.ndarray, spacing=SPACING_XYZ, origin=ORIGIN,
+                 direction=RAS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def ct_array(seed: int, dtype=np.int16) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-1000, 1500, SHAPE).astype(dtype)
+
+
+def label_array(seed: int, dtype=np.uint8) -> np.ndarray:
+    return (np.random.default_rng(seed + 100).random(SHAPE) < 0.3).astype(dtype)
+
+
+@pytest.fixture
+def instance_source(tmp_path: Path) -> Path:
+    """Three INSTANCE-layout cases in RAS orientation; one label stored as float32, one as .nii."""
+    source = tmp_path / "instance"
+    write_volume(source / "data" / "001.nii.gz", ct_array(1))
+    write_volume(source / "label" / "001.nii.gz", label_array(1))
+    write_volume(source / "data" / "002.nii.gz", ct_array(2))
+    write_volume(source / "label" / "002.nii.gz", label_array(2, np.float32))
+    write_volume(source / "data" / "003.nii", ct_array(3))
+    write_volume(source / "label" / "003.nii", label_array(3))
+    return source
+
+
+def write_nnunet_source(source: Path, ending: str = ".nii.gz") -> Path:
+    """An nnU-Net raw data set of two cases whose CT holds fractional HU."""
+    for name in ("a", "b"):
+        ct = ct_array(ord(name), np.float32) + 0.25
+        write_volume(source / "imagesTr" / f"{name}_0000{ending}", ct, direction=LPS)
+        write_volume(source / "labelsTr" / f"{name}{ending}", label_array(ord(name)), direction=LPS)
+    (source / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, "bleed": 1},
+        "numTraining": 2, "file_ending": ending}))
+    return source
+
+
+@pytest.fixture
+def nnunet_source(tmp_path: Path) -> Path:
+    return write_nnunet_source(tmp_path / "Dataset017_Other")
+
+
+def assert_same_voxels_in_space(source_file: Path, imported_file: Path) -> None:
+    """Every source voxel holds the same value at the same physical point after import."""
+    source, imported = sitk.ReadImage(str(source_file)), sitk.ReadImage(str(imported_file))
+    source_values, imported_values = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(imported)
+    for index in np.ndindex(source.GetSize()):
+        point = source.TransformIndexToPhysicalPoint(index)
+        target = imported.TransformPhysicalPointToIndex(point)
+        assert imported_values[target[::-1]] == source_values[index[::-1]]
+
+
+def all_entries(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+def test_imports_instance_layout_in_canonical_orientation(instance_source, tmp_path):
+    workspace = tmp_path / "ws"
+    imported = import_dataset(instance_source, "ich", workspace, progress=False)
+
+    folder = workspace / "nnUNet_raw" / "Dataset001_ich"
+    assert (imported.folder, imported.folder_name) == (folder, "Dataset001_ich")
+    assert imported.cases == ["001", "002", "003"] and imported.n_cases == 3
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == [
+        "dataset.json", "imagesTr/001_0000.nii.gz", "imagesTr/002_0000.nii.gz",
+        "imagesTr/003_0000.nii.gz", "labelsTr/001.nii.gz", "labelsTr/002.nii.gz",
+        "labelsTr/003.nii.gz"]
+
+    description = json.loads((folder / "dataset.json").read_text())
+    assert description["channel_names"] == {"0": "CT"}
+    assert description["labels"] == {"background": 0, "hemorrhage": 1}
+    assert description["numTraining"] == 3
+    assert description["file_ending"] == ".nii.gz"
+    assert description["name"] == "ich"
+    assert description["ichseg"]["source"] == str(instance_source)
+    assert datetime.fromisoformat(description["ichseg"]["imported_at"]).tzinfo is not None
+
+    for case, ending in (("001", ".nii.gz"), ("002", ".nii.gz"), ("003", ".nii")):
+        image = folder / "imagesTr" / f"{case}_0000.nii.gz"
+        label = folder / "labelsTr" / f"{case}.nii.gz"
+        # nibabel reads axis codes independently of SimpleITK: LPS in ITK terms.
+        assert nib.aff2axcodes(nib.load(image).affine) == ("L", "P", "S")
+        assert nib.aff2axcodes(nib.load(label).affine) == ("L", "P", "S")
+        assert nib.load(image).get_data_dtype() == np.int16
+        assert nib.load(label).get_data_dtype() == np.uint8
+        assert np.allclose(nib.load(image).affine, nib.load(label).affine)
+        assert_same_voxels_in_space(instance_source / "data" / f"{case}{ending}", image)
+        assert_same_voxels_in_space(instance_source / "label" / f"{case}{ending}", label)
+
+
+def test_imports_nnunet_raw_layout(nnunet_source, tmp_path):
+    workspace = tmp_path / "ws"
+    assert main(["import", str(nnunet_source), "--name", "other", "--workspace", str(workspace)]) == 0
+
+    folder = workspace / "nnUNet_raw" / "Dataset001_other"
+    description = json.loads((folder / "dataset.json").read_text())
+    assert description["labels"] == {"background": 0, "hemorrhage": 1}
+    assert description["numTraining"] == 2
+    for name in ("a", "b"):
+        image = folder / "imagesTr" / f"{name}_0000.nii.gz"
+        assert nib.load(image).get_data_dtype() == np.float32  # fractional HU are kept
+        assert_same_voxels_in_space(nnunet_source / "imagesTr" / f"{name}_0000.nii.gz", image)
+        assert_same_voxels_in_space(nnunet_source / "labelsTr" / f"{name}.nii.gz",
+                                    folder / "labelsTr" / f"{name}.nii.gz")
+
+
+def test_cli_prints_one_line_summary(instance_source, tmp_path, capsys):
+    workspace = tmp_path / "ws"
+    assert main(["import", str(instance_source), "--name", "ich", "--workspace", str(workspace)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"imported 3 cases as data set 'ich' into {workspace / 'nnUNet_raw' / 'Dataset001_ich'}\n"
+
+
+def test_overwrite_replaces_the_data_set(instance_source, tmp_path):
+    workspace = tmp_path / "ws"
+    import_dataset(instance_source, "ich", workspace, progress=False)
+    (instance_source / "data" / "003.nii").unlink()
+    (instance_source / "label" / "003.nii").unlink()
+
+    with pytest.raises(OutputExistsError, match="already exists"):
+        import_dataset(instance_source, "ich", workspace, progress=False)
+    assert (workspace / "nnUNet_raw" / "Dataset001_ich" / "labelsTr" / "003.nii.gz").exists()
+
+    imported = import_dataset(instance_source, "ich", workspace, overwrite=True, progress=False)
+    assert imported.cases == ["001", "002"]
+    assert [p.name for p in (workspace / "nnUNet_raw").iterdir()] == ["Dataset001_ich"]
+    assert not (imported.folder / "labelsTr" / "003.nii.gz").exists()
+
+
+def test_existing_data_set_is_refused_by_the_cli_before_reading(instance_source, tmp_path, capsys):
+    workspace = tmp_path / "ws"
+    import_dataset(instance_source, "ich", workspace, progress=False)
+    (instance_source / "data" / "001.nii.gz").write_text("broken")  # never read: refused first
+    before = all_entries(workspace)
+
+    assert main(["import", str(instance_source), "--name", "ich", "--workspace", str(workspace)]) == 2
+    folder = workspace / "nnUNet_raw" / "Dataset001_ich"
+    assert capsys.readouterr().err == (
+        f"ichseg: error: {folder}: already exists (use --overwrite to replace it)\n")
+    assert all_entries(workspace) == before
+
+
+# --- rejections: each breaks one pair of a valid INSTANCE source -----------------------------
+
+def missing_label(source: Path) -> None:
+    (source / "label" / "002.nii.gz").unlink()
+
+
+def extra_label(source: Path) -> None:
+    write_volume(source / "label" / "009.nii.gz", label_array(9))
+
+
+def label_of_other_shape(source: Path) -> None:
+    write_volume(source / "label" / "002.nii.gz", np.zeros((4, 5, 7), np.uint8))
+
+
+def label_of_other_spacing(source: Path) -> None:
+    write_volume(source / "label" / "002.nii.gz", label_array(2), spacing=(0.45, 0.5, 2.5))
+
+
+def label_of_other_orientation(source: Path) -> None:
+    write_volume(source / "label" / "002.nii.gz", label_array(2), direction=LPS)
+
+
+def label_of_other_origin(source: Path) -> None:
+    write_volume(source / "label" / "002.nii.gz", label_array(2), origin=(-12.0, 30.5, 9.75))
+
+
+def label_values_0_and_2(source: Path) -> None:
+    write_volume(source / "label" / "002.nii.gz", label_array(2) * 2)
+
+
+def image_2d(source: Path) -> None:
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.int16)), str(source / "data" / "002.nii.gz"))
+
+
+def image_4d(source: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4, 2), np.int16), np.eye(4)), source / "data" / "002.nii.gz")
+
+
+def truncated_in_header(source: Path) -> None:
+    path = source / "data" / "002.nii.gz"
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def truncated_in_data(source: Path) -> None:
+    shape = (8, 64, 64)  # large enough for the header to survive the cut
+    ct = np.random.default_rng(2).integers(-1000, 1500, shape).astype(np.int16)
+    path = write_volume(source / "data" / "002.nii.gz", ct)
+    write_volume(source / "label" / "002.nii.gz", np.zeros(shape, np.uint8))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def text_named_nifti(source: Path) -> None:
+    (source / "data" / "002.nii.gz").write_text("not an image\n")
+
+
+def header_spacing(value: float):
+    def write(source: Path) -> None:
+        header = nib.Nifti1Header()
+        header.set_data_dtype(np.int16)
+        image = nib.Nifti1Image(ct_array(2).T, np.diag([0.45, 0.5, 5.0, 1.0]), header=header)
+        image.header["pixdim"][3] = value  # nibabel keeps a header value it is handed
+        image.to_filename(source / "data" / "002.nii.gz")
+    return write
+
+
+#: Each way of breaking case 002 and what the one problem line says (read failures are worded
+#: by ichseg.io.image, so only the file is asserted for those).
+REJECTIONS = {
+    "missing label": (missing_label, "data/002.nii.gz: no label for case '002'"),
+    "extra label": (extra_label, "label/009.nii.gz: no image for case '009'"),
+    "other shape": (label_of_other_shape, "label/002.nii.gz: shape (4, 5, 7) (z, y, x) differs "
+                                          "from the image's (4, 5, 6)"),
+    "other spacing": (label_of_other_spacing, "label/002.nii.gz: spacing (2.5, 0.5, 0.45) mm"),
+    "other orientation": (label_of_other_orientation, "label/002.nii.gz: orientation LPS"),
+    "other origin": (label_of_other_origin, "label/002.nii.gz: origin (-12, 30.5, 9.75) mm"),
+    "label values 0 and 2": (label_values_0_and_2, "label/002.nii.gz: label values other than 0 "
+                                                   "and 1 (2 in"),
+    "2D image": (image_2d, "data/002.nii.gz: expected a 3D image, found 2 dimensions"),
+    "4D image": (image_4d, "data/002.nii.gz: expected a 3D image, found 4 dimensions"),
+    "truncated in header": (truncated_in_header, "data/002.nii.gz: "),
+    "truncated in data": (truncated_in_data, "data/002.nii.gz: "),
+    "not an image": (text_named_nifti, "data/002.nii.gz: "),
+    "zero spacing": (header_spacing(0.0), "data/002.nii.gz: invalid voxel spacing"),
+    "NaN spacing": (header_spacing(float("nan")), "data/002.nii.gz: invalid voxel spacing"),
+}
+#: Bad files that ichseg.io.image.load_image does not catch yet.
+LOAD_IMAGE_GAPS: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=LOAD_IMAGE_GAPS[name]))
+    if name in LOAD_IMAGE_GAPS else name for name in REJECTIONS])
+def test_rejects_bad_pair_through_api_and_cli(name, instance_source, tmp_path, capsys):
+    break_source, expected = REJECTIONS[name]
+    break_source(instance_source)
+    workspace = tmp_path / "ws"
+
+    with pytest.raises(InputError) as raised:
+        import_dataset(instance_source, "ich", workspace, progress=False)
+    message = str(raised.value)
+    lines = message.splitlines()
+    assert lines[0] == "1 file failed the import checks; nothing was imported:"
+    assert len(lines) == 2
+    assert lines[1].startswith(f"  {instance_source}/") and expected in lines[1]
+    assert all_entries(workspace / "nnUNet_raw") == []
+    capsys.readouterr()
+
+    assert main(["import", str(instance_source), "--name", "ich", "--workspace", str(workspace)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"ichseg: error: {message}\n"
+    assert captured.out == ""
+    assert all_entries(workspace / "nnUNet_raw") == []
+
+
+def test_reports_every_problem_at_once(instance_source, tmp_path):
+    missing_label(instance_source)
+    extra_label(instance_source)
+    write_volume(instance_source / "label" / "003.nii", label_array(3) * 3, origin=(0.0, 0.0, 0.0))
+
+    with pytest.raises(InputError) as raised:
+        import_dataset(instance_source, "ich", tmp_path / "ws", progress=False)
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "3 files failed the import checks; nothing was imported:"
+    assert [line.split(": ", 1)[0].removeprefix(f"  {instance_source}/") for line in lines[1:]] == [
+        "data/002.nii.gz", "label/003.nii", "label/003.nii", "label/009.nii.gz"]
+    assert "label values other than 0 and 1 (3 in" in lines[2]
+    assert "origin (0, 0, 0) mm differs from the image's (-12, 30.5, 7.25)" in lines[3]
+    assert all_entries(tmp_path / "ws" / "nnUNet_raw") == []
+
+
+def test_failure_while_writing_leaves_nothing(instance_source, tmp_path, monkeypatch):
+    written = []
+
+    def failing_save_mask(reference, mask, path, overwrite=False):
+        written.append(path)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(importer, "save_mask", failing_save_mask)
+    with pytest.raises(OSError, match="disk full"):
+        import_dataset(instance_source, "ich", tmp_path / "ws", progress=False)
+    assert written  # the images of some cases had been written by then
+    assert all_entries(tmp_path / "ws" / "nnUNet_raw") == []
+
+
+@pytest.mark.parametrize("layout", ["empty folder", "empty INSTANCE folders", "missing folder"])
+def test_rejects_source_without_cases(layout, tmp_path, capsys):
+    source = tmp_path / "source"
+    if layout != "missing folder":
+        source.mkdir()
+    if layout == "empty INSTANCE folders":
+        (source / "data").mkdir()
+        (source / "label").mkdir()
+    expected = {
+        "empty folder": f"{source}: not a data set folder: expected data/ and label/ (INSTANCE "
+                        f"layout) or dataset.json, imagesTr/ and labelsTr/ (nnU-Net raw layout)",
+        "empty INSTANCE folders": f"{source}: no cases found (INSTANCE layout)",
+        "missing folder": f"{source}: no such folder",
+    }[layout]
+    workspace = tmp_path / "ws"
+    assert main(["import", str(source), "--name", "ich", "--workspace", str(workspace)]) == 2
+    assert capsys.readouterr().err == f"ichseg: error: {expected}\n"
+    assert all_entries(workspace) == []
+
+
+def test_rejects_non_finite_ct_values(tmp_path):
+    # SimpleITK's NIfTI reader turns NaN into 0; MetaImage keeps it, so the importer must look.
+    source = write_nnunet_source(tmp_path / "source", ending=".mha")
+    ct = ct_array(7, np.float32)
+    ct[1, 2, 3] = np.nan
+    write_volume(source / "imagesTr" / "b_0000.mha", ct, direction=LPS)
+
+    with pytest.raises(InputError) as raised:
+        import_dataset(source, "other", tmp_path / "ws", progress=False)
+    assert str(raised.value).splitlines()[1:] == [
+        f"  {source / 'imagesTr' / 'b_0000.mha'}: contains NaN or infinite values"]
+    assert all_entries(tmp_path / "ws" / "nnUNet_raw") == []
+
+
+def test_imports_nnunet_raw_in_another_format(tmp_path):
+    source = write_nnunet_source(tmp_path / "source", ending=".mha")
+    imported = import_dataset(source, "other", tmp_path / "ws", progress=False)
+    assert sorted(p.name for p in (imported.folder / "imagesTr").iterdir()) == [
+        "a_0000.nii.gz", "b_0000.nii.gz"]
+    assert_same_voxels_in_space(source / "labelsTr" / "b.mha", imported.folder / "labelsTr" / "b.nii.gz")
+
+
+def test_rejects_nnunet_data_set_that_is_not_binary_single_channel(nnunet_source, tmp_path):
+    description = json.loads((nnunet_source / "dataset.json").read_text())
+    description["labels"] = {"background": 0, "edema": 1, "bleed": 2}
+    (nnunet_source / "dataset.json").write_text(json.dumps(description))
+    write_volume(nnunet_source / "imagesTr" / "a_0001.nii.gz", ct_array(5), direction=LPS)
+    write_volume(nnunet_source / "labelsTr" / "b.nii.gz", label_array(6) * 2, direction=LPS)
+
+    with pytest.raises(InputError) as raised:
+        import_dataset(nnunet_source, "other", tmp_path / "ws", progress=False)
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "3 files failed the import checks; nothing was imported:"
+    assert lines[1] == (f"  {nnunet_source / 'dataset.json'}: labels {description['labels']}; "
+                        f"ichseg imports data sets with background 0 and one foreground label 1")
+    assert lines[2] == (f"  {nnunet_source / 'imagesTr' / 'a_0001.nii.gz'}: channel 0001; ichseg "
+                        f"imports single-channel CT (CASE_0000.nii.gz) only")
+    assert lines[3].startswith(f"  {nnunet_source / 'labelsTr' / 'b.nii.gz'}: label values other "
+                               f"than 0 and 1 (2 in ")
+    assert all_entries(tmp_path / "ws" / "nnUNet_raw") == []
