@@ -1,0 +1,221 @@
+"""Connected-component postprocessing rules, stored as data (a name and its parameters).
+
+A rule decides which connected components of a predicted mask to keep. Rules are saved in a
+model folder as JSON (``{"rule": {"name": ..., "params": {...}}}``) and looked up in
+:data:`RULES` when loaded, so a saved choice never carries executable code (nnU-Net pickles its
+postprocessing functions; a pickle runs whatever it contains when loaded).
+
+Connectivity is 3D 26-connectivity (:data:`CONNECTIVITY`): voxels touching at a face, an edge or
+a corner belong together. Head CT slices are 4-5 mm thick, so one bleed running obliquely through
+the slices often meets its continuation in the next slice only at an edge or a corner; with
+6-connectivity it would fall apart into pieces that ``keep_largest`` and ``min_volume`` would then
+delete. It is also nnU-Net's connectivity (scikit-image's full connectivity by default).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ichseg.atomic import write_json
+from ichseg.errors import IchsegError
+
+#: Voxels that share a face, an edge or a corner are connected.
+CONNECTIVITY = 26
+_STRUCTURE = ndimage.generate_binary_structure(rank=3, connectivity=3)
+
+
+class RuleError(IchsegError):
+    """A postprocessing rule or parameter that does not exist or is out of range."""
+
+
+@dataclass(frozen=True)
+class Components:
+    """The connected components of a mask and the sizes the rules decide on."""
+
+    labels: np.ndarray
+    """Component number of each voxel, 0 for background."""
+    voxels: np.ndarray
+    """Voxel count of components 1..n (index 0 is component 1)."""
+    slices: np.ndarray
+    """Number of axial slices (axis 0) each component spans."""
+    voxel_ml: float
+
+    @property
+    def count(self) -> int:
+        return len(self.voxels)
+
+    def mask_of(self, keep: np.ndarray) -> np.ndarray:
+        """The boolean mask of the components where ``keep`` is True."""
+        return np.concatenate(([False], keep))[self.labels]
+
+
+def find_components(mask: np.ndarray, spacing: tuple[float, float, float]) -> Components:
+    """Label the 26-connected components of a (z, y, x) mask with spacing (z, y, x) in mm."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3 or len(spacing) != 3:
+        raise ValueError(f"expected a 3D mask with a 3D spacing, got shape {mask.shape} and "
+                         f"spacing {tuple(spacing)}")
+    labels, count = ndimage.label(mask, structure=_STRUCTURE)
+    voxels = np.bincount(labels[mask], minlength=count + 1)[1:]  # foreground only: fast
+    # A 26-connected component covers a contiguous run of slices, so its extent is its count.
+    slices = np.array([box[0].stop - box[0].start for box in ndimage.find_objects(labels)],
+                      dtype=np.int64)
+    return Components(labels, voxels, slices, voxel_ml=math.prod(spacing) / 1000.0)
+
+
+def _keep_all(components: Components, params: Mapping[str, Any]) -> np.ndarray:
+    return np.ones(components.count, dtype=bool)
+
+
+def _keep_largest(components: Components, params: Mapping[str, Any]) -> np.ndarray:
+    """Keep the component with the most voxels (the first of equals)."""
+    keep = np.zeros(components.count, dtype=bool)
+    if components.count:
+        keep[np.argmax(components.voxels)] = True
+    return keep
+
+
+def _keep_min_volume(components: Components, params: Mapping[str, Any]) -> np.ndarray:
+    # Compared in mm³ so that sizes that are whole in mm³ are compared exactly.
+    return components.voxels * (components.voxel_ml * 1000.0) >= params["min_ml"] * 1000.0
+
+
+def _keep_min_slices(components: Components, params: Mapping[str, Any]) -> np.ndarray:
+    return components.slices >= params["min_slices"]
+
+
+@dataclass(frozen=True)
+class RuleKind:
+    """What a rule name means: which components it keeps and which parameters it takes."""
+
+    keep: Callable[[Components, Mapping[str, Any]], np.ndarray]
+    parameters: Mapping[str, type]
+    meaning: str
+
+
+#: Every rule ichseg knows, by name; parameters are positive ints or floats.
+RULES: Mapping[str, RuleKind] = {
+    "none": RuleKind(_keep_all, {}, "keep every component"),
+    "keep_largest": RuleKind(_keep_largest, {}, "keep only the largest component (nnU-Net's rule)"),
+    "min_volume": RuleKind(_keep_min_volume, {"min_ml": float},
+                           "remove components smaller than min_ml millilitres"),
+    "min_slices": RuleKind(_keep_min_slices, {"min_slices": int},
+                           "remove components spanning fewer than min_slices axial slices"),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule name and its parameters, validated on creation."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _validated_params(self.name, self.params))
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v:g}' for k, v in self.params.items())})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Rule:
+        """Read ``{"name": ..., "params": {...}}`` (params may be left out when there are none)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
+            raise RuleError(f"a postprocessing rule must be an object with a 'name', got {data!r}")
+        extra = sorted(set(data) - {"name", "params"})
+        if extra:
+            raise RuleError(f"postprocessing rule {data['name']!r}: unexpected entry {extra[0]!r}")
+        params = data.get("params", {})
+        if not isinstance(params, Mapping):
+            raise RuleError(f"postprocessing rule {data['name']!r}: 'params' must be an object")
+        return cls(data["name"], params)
+
+
+def _validated_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    kind = RULES.get(name)
+    if kind is None:
+        raise RuleError(f"unknown postprocessing rule {name!r} (choose from {', '.join(RULES)})")
+    takes = ", ".join(kind.parameters) or "no parameters"
+    unknown = sorted(set(params) - set(kind.parameters))
+    if unknown:
+        raise RuleError(f"postprocessing rule {name!r} has no parameter {unknown[0]!r} "
+                        f"(it takes {takes})")
+    validated = {}
+    for param, kind_type in kind.parameters.items():
+        if param not in params:
+            raise RuleError(f"postprocessing rule {name!r} needs parameter {param!r}")
+        value = params[param]
+        wanted = Integral if kind_type is int else Real
+        if (not isinstance(value, wanted) or isinstance(value, bool) or not math.isfinite(value)
+                or value <= 0):
+            what = "a positive integer" if kind_type is int else "a positive number"
+            raise RuleError(f"postprocessing rule {name!r}: {param} must be {what}, got {value!r}")
+        validated[param] = kind_type(value)
+    return validated
+
+
+def kept_components(components: Components, rule: Rule) -> np.ndarray:
+    """Which components ``rule`` keeps, one boolean per component."""
+    return RULES[rule.name].keep(components, rule.params)
+
+
+def removal_report(components: Components, keep: np.ndarray, rule: Rule) -> dict[str, Any]:
+    """What applying ``rule`` did, in plain JSON types, for the case's JSON."""
+    removed = components.voxels[~keep]
+    return {
+        "rule": rule.name,
+        "params": dict(rule.params),
+        "removed_voxels": int(removed.sum()),
+        "removed_ml": float(removed.sum() * components.voxel_ml),
+        "removed_components": int((~keep).sum()),
+        "kept_components": int(keep.sum()),
+    }
+
+
+def apply_rule(mask: np.ndarray, spacing: tuple[float, float, float],
+               rule: Rule) -> tuple[np.ndarray, dict[str, Any]]:
+    """Apply ``rule`` to a (z, y, x) mask; return the boolean result and what was removed."""
+    components = find_components(mask, spacing)
+    keep = kept_components(components, rule)
+    return components.mask_of(keep), removal_report(components, keep, rule)
+
+
+def save_rule(path: str | os.PathLike, rule: Rule, extra: Mapping[str, Any] | None = None,
+              overwrite: bool = False) -> Path:
+    """Write ``{"rule": ..., **extra}`` as JSON, atomically; ``extra`` holds e.g. the selection."""
+    extra = dict(extra or {})
+    if "rule" in extra:
+        raise ValueError("'rule' is reserved for the rule itself")
+    return write_json(path, {"rule": rule.to_dict(), **extra}, overwrite)
+
+
+def load_rule(path: str | os.PathLike) -> Rule:
+    """Read the rule saved by :func:`save_rule`; any problem is one line naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RuleError(f"{path}: no such postprocessing rule file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RuleError(f"{path}: cannot read a postprocessing rule ({error})") from None
+    if not isinstance(data, dict) or "rule" not in data:
+        raise RuleError(f"{path}: no 'rule' entry")
+    try:
+        return Rule.from_dict(data["rule"])
+    except RuleError as error:
+        raise RuleError(f"{path}: {error}") from None

@@ -1,0 +1,200 @@
+"""Choose a postprocessing rule by cross-validation, on a recipe's out-of-fold predictions.
+
+Every candidate rule is applied to every case and scored against the reference. The rule chosen
+has the best mean Dice among the rules that make no metric worse than ``none`` (no
+postprocessing) by more than the margin; equal mean Dice goes to the earlier candidate, and
+:func:`candidate_grid` lists ``none`` first, parameter-free rules next and the gentlest threshold
+of each rule first.
+
+The margin (:data:`DEFAULT_MARGIN`, 0.01) is absolute for the metrics that are fractions (Dice,
+NSD, RVD: 0.01 is one Dice point) and relative for the distances in mm (HD, HD95: 1% of
+``none``'s mean), whose scale depends on the data set. Distances are infinite where one mask is
+empty; means are taken over the finite cases, and a rule that makes more cases non-finite than
+``none`` counts as worse on that metric whatever its mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ichseg.metrics import METRICS, case_metrics
+from ichseg.postprocessing.rules import (
+    Rule,
+    RuleError,
+    find_components,
+    kept_components,
+)
+
+DEFAULT_MARGIN = 0.01
+
+MetricFn = Callable[[np.ndarray, np.ndarray, tuple[float, float, float]], dict[str, float]]
+Case = tuple[np.ndarray, np.ndarray, tuple[float, float, float]]
+
+
+#: The metrics that guard the choice, in table order, each with whether its margin is relative
+#: to ``none``'s mean (distances in mm) or absolute (fractions). Whether higher is better comes
+#: from :data:`ichseg.metrics.METRICS`; other metrics a metric function returns are ignored.
+GUARDED_METRICS: dict[str, bool] = {
+    "dice": False, "hd": True, "hd95": True, "nsd": False, "rvd": False,
+}
+
+
+@dataclass(frozen=True)
+class SelectionRow:
+    """One candidate's results over all cases."""
+
+    rule: Rule
+    means: dict[str, float]
+    """Mean of each metric over the cases where it is finite (NaN if none is)."""
+    non_finite: dict[str, int]
+    """Number of cases where each metric is infinite or undefined."""
+    removed_voxels: int
+    removed_components: int
+    worse: tuple[str, ...]
+    """Metrics on which the rule is worse than ``none`` by more than the margin."""
+
+    @property
+    def eligible(self) -> bool:
+        return not self.worse
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule.to_dict(), "means": self.means, "non_finite": self.non_finite,
+                "removed_voxels": self.removed_voxels,
+                "removed_components": self.removed_components, "worse": list(self.worse)}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Every candidate's row, the rule chosen and why."""
+
+    rows: list[SelectionRow]
+    chosen: Rule
+    reason: str
+    margin: float
+    n_cases: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The comparison in plain JSON types, to save beside the chosen rule."""
+        return {"chosen": self.chosen.to_dict(), "reason": self.reason, "margin": self.margin,
+                "n_cases": self.n_cases, "rows": [row.as_dict() for row in self.rows]}
+
+
+def candidate_grid() -> list[Rule]:
+    """The rules and thresholds compared by default."""
+    return [
+        Rule("none"),
+        Rule("keep_largest"),
+        *(Rule("min_volume", {"min_ml": ml}) for ml in (0.05, 0.1, 0.25, 0.5, 1.0)),
+        *(Rule("min_slices", {"min_slices": n}) for n in (2, 3)),
+    ]
+
+
+def select_rule(cases: Sequence[Case], candidates: Sequence[Rule] | None = None,
+                margin: float = DEFAULT_MARGIN, metric_fn: MetricFn | None = None) -> Selection:
+    """Score every candidate on ``(prediction, reference, spacing)`` cases and choose one.
+
+    ``metric_fn(prediction, reference, spacing)`` returns a dict with at least ``dice``; it
+    defaults to :func:`ichseg.metrics.case_metrics`. ``none`` is always scored, as the baseline.
+    Rules that keep the same components of a case share one metric computation.
+    """
+    if not cases:
+        raise RuleError("no out-of-fold predictions to choose a postprocessing rule from")
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise RuleError(f"the postprocessing margin must be a number >= 0, got {margin!r}")
+    metric_fn = metric_fn or case_metrics
+    candidates = list(candidate_grid() if candidates is None else candidates)
+    if Rule("none") not in candidates:
+        candidates.insert(0, Rule("none"))
+
+    scores: list[list[dict[str, float]]] = [[] for _ in candidates]
+    removed = np.zeros((len(candidates), 2), dtype=np.int64)
+    for prediction, reference, spacing in cases:
+        components = find_components(prediction, spacing)
+        by_kept: dict[bytes, dict[str, float]] = {}  # rules that keep the same components agree
+        for index, rule in enumerate(candidates):
+            keep = kept_components(components, rule)
+            key = keep.tobytes()
+            if key not in by_kept:
+                by_kept[key] = metric_fn(components.mask_of(keep), reference, spacing)
+            scores[index].append(by_kept[key])
+            removed[index] += (int(components.voxels[~keep].sum()), int((~keep).sum()))
+
+    metrics = [name for name in GUARDED_METRICS if name in scores[0][0]]
+    if "dice" not in metrics:
+        raise ValueError("the metric function must return 'dice'")
+    baseline = _summarise(scores[candidates.index(Rule("none"))], metrics)
+    rows = []
+    for rule, rule_scores, (voxels, components_removed) in zip(candidates, scores, removed):
+        means, non_finite = _summarise(rule_scores, metrics)
+        worse = tuple(name for name in metrics
+                      if _is_worse(name, means, non_finite, baseline, margin))
+        rows.append(SelectionRow(rule, means, non_finite, int(voxels), int(components_removed),
+                                 worse))
+    return _choose(rows, margin, len(cases))
+
+
+def _summarise(scores: list[dict[str, float]],
+               metrics: list[str]) -> tuple[dict[str, float], dict[str, int]]:
+    means, non_finite = {}, {}
+    for name in metrics:
+        values = np.array([case[name] for case in scores], dtype=float)
+        finite = np.isfinite(values)
+        means[name] = float(values[finite].mean()) if finite.any() else math.nan
+        non_finite[name] = int((~finite).sum())
+    return means, non_finite
+
+
+def _is_worse(name: str, means: dict[str, float], non_finite: dict[str, int],
+              baseline: tuple[dict[str, float], dict[str, int]], margin: float) -> bool:
+    base_means, base_non_finite = baseline
+    if non_finite[name] > base_non_finite[name]:
+        return True
+    value, base = means[name], base_means[name]
+    if math.isnan(value) or math.isnan(base):
+        return False  # no finite case on one side: decided by the counts above
+    allowance = margin * abs(base) if GUARDED_METRICS[name] else margin
+    return value < base - allowance if METRICS[name].higher_is_better else value > base + allowance
+
+
+def _choose(rows: list[SelectionRow], margin: float, n_cases: int) -> Selection:
+    none = next(row for row in rows if row.rule == Rule("none"))
+    best = none
+    for row in rows:
+        if row.eligible and row.means["dice"] > best.means["dice"]:
+            best = row
+    if best is none:
+        reason = (f"none: no rule raised mean Dice without making another metric worse than "
+                  f"none by more than the margin ({margin:g})")
+    else:
+        reason = (f"{best.rule}: highest mean Dice, {best.means['dice']:.4f} against "
+                  f"{none.means['dice']:.4f} for none, of the rules that make no metric worse "
+                  f"than none by more than the margin ({margin:g})")
+    return Selection(rows, best.rule, reason, margin, n_cases)
+
+
+def format_selection(selection: Selection) -> str:
+    """The comparison as a plain-text table, the chosen rule marked with '*', then the reason."""
+    metrics = list(selection.rows[0].means)
+    header = ["", "rule", *(METRICS[name].title for name in metrics),
+              "removed voxels", "removed comps", "worse than none"]
+    lines = [header]
+    for row in selection.rows:
+        cells = ["*" if row.rule == selection.chosen else "", str(row.rule)]
+        for name in metrics:
+            cell = f"{row.means[name]:.{METRICS[name].decimals}f}"
+            if row.non_finite[name]:
+                cell += f" ({row.non_finite[name]} non-finite)"
+            cells.append(cell)
+        cells += [str(row.removed_voxels), str(row.removed_components),
+                  ", ".join(row.worse) or "-"]
+        lines.append(cells)
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                      for line in lines)
+    return (f"{table}\n\n{selection.n_cases} cases; margin {selection.margin:g} (absolute for "
+            f"Dice, NSD, RVD; relative for distances)\nchosen: {selection.reason}")
