@@ -1,0 +1,435 @@
+"""DICOM CT series: list the series in a folder, load one in Hounsfield units, write one.
+
+pydicom reads the headers and ichseg checks the geometry itself before any voxel is used, because
+SimpleITK stacks a series with a missing slice at an averaged spacing, silently drops files it
+cannot decode and reads a gantry-tilted series without its shear (DESIGN §9). A series is refused,
+with one line naming the series and the problem, when a file is corrupt, a slice is missing, the
+spacing is uneven, the slices disagree on orientation, size or pixel spacing, the stack is sheared
+(gantry tilt) or the modality is not CT.
+
+Slices are ordered by their position along the slice normal; the array's z axis is that order,
+and ``metadata["dicom"]["SOPInstanceUIDs"]`` and ``metadata["dicom"]["files"]`` follow it, so that
+a DICOM-SEG can reference each frame's source slice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from ichseg.atomic import atomic_dir
+from ichseg.errors import InputError
+from ichseg.io.image import CTImage
+
+#: Header attributes that identify a patient, a visit or the people and places involved. They go
+#: to ``metadata["identifiers"]`` and reach an output only when the user asks for them.
+IDENTIFYING_KEYWORDS = (
+    "PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate", "PatientSex", "PatientAge",
+    "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "SeriesDate", "AcquisitionDate",
+    "InstitutionName", "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
+    "OperatorsName", "StationName", "DeviceSerialNumber",
+)
+
+#: Header attributes that describe the acquisition without identifying anyone.
+SERIES_KEYWORDS = (
+    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "Modality",
+    "SeriesNumber", "SeriesDescription", "BodyPartExamined", "Manufacturer",
+    "ManufacturerModelName", "SliceThickness", "KVP", "ConvolutionKernel", "ImageType",
+)
+
+#: Where the slice normal points most, by axis of the patient coordinate system (x, y, z).
+_PLANES = ("sagittal", "coronal", "axial")
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+#: Two slices closer than this (mm) along the normal occupy the same position.
+_SAME_POSITION_MM = 1e-3
+#: Gaps may differ from the median gap by this much (mm, or this share of it, the larger).
+_GAP_TOLERANCE_MM = 0.05
+_GAP_TOLERANCE_SHARE = 0.02
+#: Orientation cosines and pixel spacings of one series may differ by this much.
+_COSINE_TOLERANCE = 1e-4
+_SPACING_TOLERANCE_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series found in a folder, as its headers describe it."""
+
+    uid: str
+    number: int | None
+    description: str
+    modality: str
+    orientation: str
+    is_localizer: bool
+    files: tuple[Path, ...]
+
+    @property
+    def n_files(self) -> int:
+        return len(self.files)
+
+    @property
+    def is_axial_ct(self) -> bool:
+        """A CT volume of axial slices: the kind of series ichseg segments."""
+        return (self.modality == "CT" and self.orientation == "axial" and self.n_files > 1
+                and not self.is_localizer)
+
+    def describe(self) -> str:
+        """One line for listings and error messages."""
+        number = f"#{self.number} " if self.number is not None else ""
+        return (f"{self.uid} ({number}'{self.description}', {self.modality or 'no modality'}, "
+                f"{self.orientation}, {self.n_files} files)")
+
+
+def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
+    """The DICOM series in ``folder`` and its subfolders, ordered by series number.
+
+    Files that are not DICOM (no ``DICM`` marker) are ignored unless their name says DICOM;
+    a DICOM file whose header cannot be parsed is an error, since it may be a lost slice.
+    """
+    folder = Path(folder)
+    groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    for path, header in _read_headers(folder):
+        groups.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
+    if not groups:
+        raise InputError(f"{folder}: no DICOM files found")
+    series = [_series_info(uid, members) for uid, members in groups.items()]
+    return sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid))
+
+
+def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> CTImage:
+    """Read one CT series of ``folder`` as HU (stored × RescaleSlope + RescaleIntercept).
+
+    Without ``series_uid`` the folder must hold a single series or a single axial CT series;
+    otherwise the error lists the series so that the user can pick one (``--series``).
+    """
+    folder = Path(folder)
+    chosen = _choose_series(folder, list_series(folder), series_uid)
+    return _load_series(folder, chosen)
+
+
+def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    headers = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except InvalidDicomError:
+            if path.suffix.lower() in _DICOM_SUFFIXES:
+                raise InputError(f"{path}: not a valid DICOM file (no DICOM header)") from None
+            continue
+        except Exception as exc:  # pydicom raises many types for damaged files
+            raise InputError(f"{path}: corrupt DICOM file ({_first_line(exc)})") from None
+        media_class = getattr(getattr(header, "file_meta", None), "MediaStorageSOPClassUID", None)
+        if media_class == _DICOMDIR_CLASS:
+            continue
+        if "SeriesInstanceUID" not in header:
+            raise InputError(f"{path}: corrupt DICOM file (no SeriesInstanceUID)")
+        headers.append((path, header))
+    return headers
+
+
+def _series_info(uid: str, members: list[tuple[Path, Dataset]]) -> SeriesInfo:
+    header = members[0][1]
+    number = header.get("SeriesNumber")
+    image_type = [str(v).upper() for v in (header.get("ImageType") or [])]
+    return SeriesInfo(
+        uid=uid,
+        number=int(number) if number not in (None, "") else None,
+        description=str(header.get("SeriesDescription", "") or ""),
+        modality=str(header.get("Modality", "") or ""),
+        orientation=_plane(header.get("ImageOrientationPatient")),
+        is_localizer="LOCALIZER" in image_type,
+        files=tuple(path for path, _ in members),
+    )
+
+
+def _plane(orientation: Sequence[float] | None) -> str:
+    if orientation is None or len(orientation) != 6:
+        return "unknown"
+    normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+    return _PLANES[int(np.argmax(np.abs(normal)))]
+
+
+def _choose_series(folder: Path, series: list[SeriesInfo], series_uid: str | None) -> SeriesInfo:
+    listing = "; ".join(s.describe() for s in series)
+    if series_uid is not None:
+        for candidate in series:
+            if candidate.uid == series_uid:
+                return candidate
+        raise InputError(f"{folder}: no series {series_uid} (found: {listing})")
+    if len(series) == 1:
+        return series[0]
+    axial_ct = [s for s in series if s.is_axial_ct]
+    if len(axial_ct) == 1:
+        return axial_ct[0]
+    raise InputError(f"{folder}: {len(series)} series, {len(axial_ct)} of them axial CT "
+                     f"(found: {listing}); choose one with --series UID")
+
+
+def _load_series(folder: Path, info: SeriesInfo) -> CTImage:
+    where = f"{folder}: series {info.uid} ('{info.description}')"
+    if info.modality != "CT":
+        raise InputError(f"{where}: modality is {info.modality or 'missing'}, expected CT")
+    datasets = [_read_full(path, where) for path in info.files]
+    for path, ds in zip(info.files, datasets):
+        _check_slice_header(ds, path, where)
+    _check_same(datasets, info.files, where)
+    row, col, normal = _slice_axes(datasets[0].ImageOrientationPatient)
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
+    order = np.argsort(positions @ normal, kind="stable")
+    positions = positions[order]
+    datasets = [datasets[i] for i in order]
+    files = [info.files[i] for i in order]
+    pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]
+    slice_spacing = _check_positions(positions, normal, files, min(pixel_spacing), where)
+
+    array = np.stack([_slice_hu(ds, path, where) for ds, path in zip(datasets, files)])
+    direction = np.column_stack([row, col, normal])
+    return CTImage(
+        array=array,
+        spacing=(slice_spacing, pixel_spacing[0], pixel_spacing[1]),
+        origin=tuple(float(v) for v in positions[0]),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in direction.ravel()),
+        source=folder,
+        metadata={"dicom": _series_metadata(datasets, files),
+                  "identifiers": _identifiers(datasets[0])},
+    )
+
+
+def _slice_axes(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and normal unit vectors, made exactly orthonormal (headers round them)."""
+    row = np.asarray([float(v) for v in orientation[:3]])
+    col = np.asarray([float(v) for v in orientation[3:]])
+    row /= np.linalg.norm(row)
+    col -= (col @ row) * row
+    col /= np.linalg.norm(col)
+    return row, col, np.cross(row, col)
+
+
+def _read_full(path: Path, where: str) -> Dataset:
+    try:
+        return pydicom.dcmread(path)
+    except Exception as exc:  # damaged after listing, or unreadable past the header
+        raise InputError(f"{where}: file {path.name} is corrupt ({_first_line(exc)})") from None
+
+
+def _check_slice_header(ds: Dataset, path: Path, where: str) -> None:
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
+                    "Columns", "PixelData"):
+        if ds.get(keyword) in (None, ""):
+            raise InputError(f"{where}: file {path.name} has no {keyword}")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputError(f"{where}: file {path.name} is a multi-frame image, "
+                         f"expected one slice per file")
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise InputError(f"{where}: file {path.name} is not a grey-scale image")
+
+
+def _check_same(datasets: list[Dataset], files: Sequence[Path], where: str) -> None:
+    """All slices must share orientation, matrix size and pixel spacing."""
+    first = datasets[0]
+    for ds, path in zip(datasets[1:], files[1:]):
+        if not np.allclose([float(v) for v in ds.ImageOrientationPatient],
+                           [float(v) for v in first.ImageOrientationPatient],
+                           atol=_COSINE_TOLERANCE):
+            raise InputError(f"{where}: inconsistent orientation, file {path.name} has "
+                             f"ImageOrientationPatient {list(ds.ImageOrientationPatient)} and "
+                             f"{files[0].name} {list(first.ImageOrientationPatient)}")
+        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
+            raise InputError(f"{where}: inconsistent image size, file {path.name} is "
+                             f"{ds.Rows}x{ds.Columns} and {files[0].name} "
+                             f"{first.Rows}x{first.Columns}")
+        if not np.allclose([float(v) for v in ds.PixelSpacing],
+                           [float(v) for v in first.PixelSpacing], atol=_SPACING_TOLERANCE_MM):
+            raise InputError(f"{where}: inconsistent pixel spacing, file {path.name} has "
+                             f"{list(ds.PixelSpacing)} mm and {files[0].name} "
+                             f"{list(first.PixelSpacing)} mm")
+
+
+def _check_positions(positions: np.ndarray, normal: np.ndarray, files: Sequence[Path],
+                     pixel_mm: float, where: str) -> float:
+    """Refuse duplicate, missing, unevenly spaced or sheared slices; return the slice spacing."""
+    if len(positions) < 2:
+        raise InputError(f"{where}: only one slice, a volume needs at least two")
+    depth = positions @ normal
+    gaps = np.diff(depth)
+    if np.any(gaps < _SAME_POSITION_MM):
+        i = int(np.argmin(gaps))
+        raise InputError(f"{where}: files {files[i].name} and {files[i + 1].name} lie at the same "
+                         f"position (several acquisitions in one series?)")
+    median = float(np.median(gaps))
+    tolerance = max(_GAP_TOLERANCE_MM, _GAP_TOLERANCE_SHARE * median)
+    worst = int(np.argmax(np.abs(gaps - median)))
+    if abs(gaps[worst] - median) > tolerance:
+        between = f"between files {files[worst].name} and {files[worst + 1].name}"
+        missing = round(gaps[worst] / median) - 1
+        if missing >= 1 and abs(gaps[worst] - (missing + 1) * median) <= tolerance:
+            raise InputError(f"{where}: {missing} missing slice(s) {between} "
+                             f"(gap {gaps[worst]:.2f} mm, spacing {median:.2f} mm)")
+        raise InputError(f"{where}: uneven slice spacing, gap of {gaps[worst]:.2f} mm {between} "
+                         f"where the others are {median:.2f} mm")
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    shift = float(np.max(np.linalg.norm(in_plane, axis=1)))
+    if shift > pixel_mm / 2:
+        tilt = float(np.degrees(np.arctan2(shift, depth[-1] - depth[0])))
+        raise InputError(f"{where}: slices are sheared by {tilt:.1f}° (gantry tilt; {shift:.1f} mm "
+                         f"in-plane shift across the series), which ichseg cannot represent; "
+                         f"resample the series to an orthogonal grid first")
+    return float((depth[-1] - depth[0]) / (len(depth) - 1))
+
+
+def _slice_hu(ds: Dataset, path: Path, where: str) -> np.ndarray:
+    """One slice in HU; compressed pixel data pydicom has no decoder for goes through GDCM."""
+    syntax = ds.file_meta.get("TransferSyntaxUID")  # dcmread always sets file_meta
+    try:
+        stored = ds.pixel_array
+    except Exception as exc:  # missing decoder, truncated or malformed pixel data
+        if syntax is not None and syntax.is_compressed:
+            return _slice_hu_gdcm(ds, path, where, syntax)
+        raise InputError(f"{where}: pixel data of file {path.name} cannot be decoded "
+                         f"({_first_line(exc)})") from None
+    if stored.shape != (ds.Rows, ds.Columns):
+        raise InputError(f"{where}: file {path.name} holds pixel data of shape {stored.shape}, "
+                         f"expected {ds.Rows}x{ds.Columns}")
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _slice_hu_gdcm(ds: Dataset, path: Path, where: str, syntax: Any) -> np.ndarray:
+    """SimpleITK's GDCM decodes JPEG lossless and other syntaxes and applies the rescale itself."""
+    import SimpleITK as sitk
+
+    try:
+        pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    except RuntimeError:
+        raise InputError(f"{where}: pixel data of file {path.name} ({syntax.name}) cannot be "
+                         f"decoded") from None
+    if pixels.shape != (1, ds.Rows, ds.Columns):
+        raise InputError(f"{where}: file {path.name} holds pixel data of shape {pixels.shape}, "
+                         f"expected {ds.Rows}x{ds.Columns}")
+    return pixels[0].astype(np.float32)
+
+
+def _series_metadata(datasets: list[Dataset], files: list[Path]) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    for keyword in SERIES_KEYWORDS:
+        value = datasets[0].get(keyword)
+        if value not in (None, ""):
+            info[keyword] = _plain(value)
+    info["SOPInstanceUIDs"] = [str(ds.SOPInstanceUID) for ds in datasets]
+    info["files"] = [str(path) for path in files]
+    return info
+
+
+def _identifiers(ds: Dataset) -> dict[str, str]:
+    return {keyword: str(ds.get(keyword)) for keyword in IDENTIFYING_KEYWORDS
+            if ds.get(keyword) not in (None, "")}
+
+
+def _plain(value: Any) -> Any:
+    """DICOM values as JSON types: numbers stay numbers, multi-values become lists."""
+    if isinstance(value, (MultiValue, list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (int, float)):
+        return int(value) if isinstance(value, int) else float(value)
+    return str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
+                    patient_name: str = "PHANTOM^ICHSEG", patient_id: str = "ICHSEG-PHANTOM",
+                    series_description: str = "ichseg phantom", series_number: int = 1,
+                    rescale_slope: float = 1.0, rescale_intercept: float = -1024.0,
+                    attributes: Mapping[str, Any] | None = None,
+                    overwrite: bool = False) -> Path:
+    """Write ``image`` (HU) as a CT series of int16 slices, one file per z index.
+
+    Each slice's position is ``origin + k × spacing_z × (z axis)``, so loading the folder gives
+    back the same geometry. HU are stored as ``round((HU - intercept) / slope)``; a value that
+    does not fit in int16 is an error. ``attributes`` (DICOM keyword → value) are set on every
+    slice, after the defaults: use them for further identifiers or to craft test cases.
+    """
+    stored = np.round((np.asarray(image.array, np.float64) - rescale_intercept) / rescale_slope)
+    info = np.iinfo(np.int16)
+    if stored.min() < info.min or stored.max() > info.max:
+        raise ValueError(f"HU range {image.array.min()}..{image.array.max()} does not fit in int16 "
+                         f"with slope {rescale_slope} and intercept {rescale_intercept}")
+    stored = stored.astype(np.int16)
+    axes = np.asarray(image.direction, float).reshape(3, 3)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    now = datetime.datetime.now()
+    with atomic_dir(folder, overwrite) as tmp:
+        for k in range(stored.shape[0]):
+            position = np.asarray(image.origin, float) + k * image.spacing[0] * axes[:, 2]
+            ds = _ct_slice(stored[k], position, axes, image.spacing)
+            ds.update({
+                "PatientName": patient_name, "PatientID": patient_id,
+                "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+                "FrameOfReferenceUID": frame_uid, "SeriesNumber": series_number,
+                "InstanceNumber": k + 1, "SeriesDescription": series_description,
+                "RescaleSlope": f"{rescale_slope:g}", "RescaleIntercept": f"{rescale_intercept:g}",
+                "StudyDate": now.strftime("%Y%m%d"), "StudyTime": now.strftime("%H%M%S"),
+            })
+            for keyword, value in (attributes or {}).items():
+                setattr(ds, keyword, value)
+            ds.save_as(tmp / f"slice_{k + 1:04d}.dcm", enforce_file_format=True)
+    return Path(folder)
+
+
+def _ct_slice(pixels: np.ndarray, position: np.ndarray, axes: np.ndarray,
+              spacing: tuple[float, float, float]) -> Dataset:
+    """A CT Image Storage dataset for one int16 slice, with empty type-2 study attributes."""
+    sop_uid = generate_uid()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.Modality = "CT"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.Manufacturer = "ichseg"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.PositionReferenceIndicator = ""
+    ds.BodyPartExamined = "HEAD"
+    ds.KVP = "120"
+    ds.SliceThickness = f"{spacing[0]:.6g}"
+    ds.PixelSpacing = [f"{spacing[1]:.6g}", f"{spacing[2]:.6g}"]
+    ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*axes[:, 0], *axes[:, 1])]
+    ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
+    ds.SliceLocation = f"{float(position @ axes[:, 2]):.4f}"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleType = "HU"
+    ds.WindowCenter = "40"
+    ds.WindowWidth = "80"
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
+    return ds

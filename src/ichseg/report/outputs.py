@@ -1,0 +1,268 @@
+"""Everything written for a segmented case, and for a batch of them.
+
+For case NAME in ``out_dir``: ``NAME.nii.gz`` (the mask in the input's geometry),
+``NAME_votes.nii.gz`` (the ensemble's vote map, when given), ``NAME.json`` (measures,
+uncertainty, postprocessing, input description), ``NAME.png`` (preview), ``NAME.html`` (report)
+and ``NAME_seg.dcm`` (DICOM-SEG, when the input was a DICOM series). A batch adds ``cases.csv``
+and ``report.html``.
+
+A case's files appear together or not at all: each is written to a temporary sibling and all are
+renamed into place only once every one of them is complete; if any exists already and
+``overwrite`` is not given, nothing is written. Patient identifiers from DICOM headers stay out of
+every file unless ``keep_identifiers`` is given (the DICOM-SEG excepted: the standard requires the
+source's patient and study attributes in it).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ichseg import __version__
+from ichseg.atomic import atomic_file, write_json, write_text
+from ichseg.clinical.measures import case_measures
+from ichseg.errors import InputError
+from ichseg.io.image import CTImage, save_mask
+from ichseg.report.html import BatchRow, render_batch, render_case
+
+#: DICOM attributes that describe the acquisition in a case's JSON and report.
+DESCRIPTIVE_DICOM = ("Modality", "SeriesDescription", "SeriesNumber", "BodyPartExamined",
+                     "Manufacturer", "ManufacturerModelName", "SliceThickness", "KVP",
+                     "ConvolutionKernel")
+#: DICOM UIDs link an output back to the patient's record: only with ``keep_identifiers``.
+LINKING_DICOM = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+
+#: Width in pixels of a case's thumbnail in the batch report.
+THUMBNAIL_WIDTH = 300
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    """What :func:`write_case_outputs` wrote: file paths by kind and the case summary (its JSON)."""
+
+    name: str
+    files: dict[str, Path]
+    summary: dict[str, Any]
+    thumbnail_png: bytes | None = None
+
+
+def case_file_names(name: str, *, votes: bool, preview: bool, html: bool,
+                    dicom_seg: bool) -> dict[str, str]:
+    """The file names of case ``name``'s outputs, by kind."""
+    names = {"mask": f"{name}.nii.gz", "json": f"{name}.json"}
+    if votes:
+        names["votes"] = f"{name}_votes.nii.gz"
+    if preview:
+        names["preview"] = f"{name}.png"
+    if html:
+        names["html"] = f"{name}.html"
+    if dicom_seg:
+        names["dicom_seg"] = f"{name}_seg.dcm"
+    return names
+
+
+def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathLike, *,
+                       name: str | None = None, vote_map: np.ndarray | None = None,
+                       uncertainty: Mapping[str, Any] | None = None,
+                       postprocessing: Mapping[str, Any] | None = None,
+                       reference: np.ndarray | None = None, keep_identifiers: bool = False,
+                       dicom_seg: bool | None = None, preview: bool = True, html: bool = True,
+                       overwrite: bool = False) -> CaseOutputs:
+    """Write one case's outputs (see the module's docstring) and return what was written.
+
+    ``image`` is the input as loaded (for a DICOM series, not reoriented) and ``mask``,
+    ``vote_map`` and ``reference`` are in its geometry. ``name`` defaults to the input's name;
+    ``dicom_seg`` defaults to whether the input was a DICOM series.
+    """
+    name = name or image.name
+    for what, array in (("mask", mask), ("vote map", vote_map), ("reference", reference)):
+        if array is not None and np.shape(array) != image.shape:
+            raise ValueError(f"{name}: {what} shape {np.shape(array)} differs from the image's "
+                             f"{image.shape}")
+    mask = np.asarray(mask) != 0
+    is_dicom = "dicom" in image.metadata
+    dicom_seg = is_dicom if dicom_seg is None else dicom_seg
+    if dicom_seg and not is_dicom:
+        raise InputError(f"{name}: a DICOM-SEG needs a DICOM input series")
+    out_dir = Path(out_dir)
+    names = case_file_names(name, votes=vote_map is not None, preview=preview, html=html,
+                            dicom_seg=dicom_seg)
+    paths = {kind: out_dir / file_name for kind, file_name in names.items()}
+    thumbnail = None
+    with ExitStack() as stack:
+        staged = {kind: stack.enter_context(atomic_file(path, overwrite))
+                  for kind, path in paths.items()}
+        summary = case_summary(image, mask, name=name, uncertainty=uncertainty,
+                               postprocessing=postprocessing, reference=reference,
+                               keep_identifiers=keep_identifiers, outputs=names)
+        if dicom_seg:
+            from ichseg.io.dicom_seg import write_dicom_seg
+
+            write_dicom_seg(mask, image, staged["dicom_seg"], overwrite=True)
+        save_mask(image, mask, staged["mask"], overwrite=True)
+        if vote_map is not None:
+            save_mask(image, vote_map, staged["votes"], overwrite=True)
+        write_json(staged["json"], summary, overwrite=True)
+        preview_png = None
+        if preview:
+            preview_png, thumbnail = _pictures(image, mask, staged["preview"], summary)
+        if html:
+            write_text(staged["html"], render_case(summary, preview_png), overwrite=True)
+    return CaseOutputs(name=name, files=paths, summary=summary, thumbnail_png=thumbnail)
+
+
+def case_summary(image: CTImage, mask: np.ndarray, *, name: str,
+                 uncertainty: Mapping[str, Any] | None = None,
+                 postprocessing: Mapping[str, Any] | None = None,
+                 reference: np.ndarray | None = None, keep_identifiers: bool = False,
+                 outputs: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The case's JSON: measures, ensemble uncertainty, postprocessing and input description."""
+    measures = case_measures(mask, image.spacing)
+    summary: dict[str, Any] = {
+        "case": name,
+        "ichseg_version": __version__,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "input": _describe_input(image, keep_identifiers),
+        "measures": measures,
+        "uncertainty": dict(uncertainty) if uncertainty is not None else None,
+        "postprocessing": dict(postprocessing) if postprocessing is not None else None,
+        "reference": _compare_reference(mask, reference, image.spacing, measures["volume_ml"]),
+        "outputs": dict(outputs or {}),
+    }
+    if keep_identifiers:
+        summary["identifiers"] = dict(image.metadata.get("identifiers", {}))
+    return summary
+
+
+def _describe_input(image: CTImage, keep_identifiers: bool) -> dict[str, Any]:
+    dicom = image.metadata.get("dicom")
+    description: dict[str, Any] = {
+        "name": image.source.name if image.source is not None else None,
+        "format": "DICOM series" if dicom else "image file",
+        "shape": list(image.shape),
+        "spacing_mm": [float(s) for s in image.spacing],
+        "orientation": image.orientation,
+    }
+    if keep_identifiers and image.source is not None:
+        description["path"] = str(image.source)
+    if dicom:
+        kept = DESCRIPTIVE_DICOM + (LINKING_DICOM if keep_identifiers else ())
+        description["dicom"] = {key: dicom[key] for key in kept if key in dicom}
+    return description
+
+
+def _compare_reference(mask: np.ndarray, reference: np.ndarray | None,
+                       spacing: Sequence[float], volume: float) -> dict[str, float] | None:
+    if reference is None:
+        return None
+    from ichseg.metrics.overlap import dice, volume_ml
+
+    reference = np.asarray(reference) != 0
+    reference_ml = volume_ml(reference, spacing)
+    return {"dice": dice(mask, reference), "volume_ml": reference_ml,
+            "difference_ml": volume - reference_ml}
+
+
+def _pictures(image: CTImage, mask: np.ndarray, path: Path,
+              summary: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """Write the preview montage; return it and a thumbnail of the largest hemorrhage slice."""
+    from ichseg.report.preview import save_montage
+
+    volume = summary["measures"]["volume_ml"]
+    title = f"{summary['case']}: {volume:.1f} mL"
+    save_montage(image, mask, path, title=title, overwrite=True)
+    largest = summary["measures"]["abc2"]["slice_index"]
+    with tempfile.TemporaryDirectory() as scratch:
+        thumbnail_path = Path(scratch) / "thumbnail.png"
+        save_montage(image, mask, thumbnail_path, slices=None if largest is None else [largest],
+                     max_slices=1)
+        thumbnail = _shrink(thumbnail_path.read_bytes(), THUMBNAIL_WIDTH)
+    return path.read_bytes(), thumbnail
+
+
+def _shrink(png: bytes, width: int) -> bytes:
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(png))
+    picture.thumbnail((width, width * 4))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def write_batch_outputs(cases: Sequence[CaseOutputs], failures: Sequence[tuple[str, str]],
+                        out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``cases.csv`` (one row per case, failures included) and ``report.html``."""
+    out_dir = Path(out_dir)
+    paths = {"csv": out_dir / "cases.csv", "html": out_dir / "report.html"}
+    rows = [BatchRow(summary=case.summary,
+                     href=(Path(os.path.relpath(case.files["html"], out_dir)).as_posix()
+                           if "html" in case.files else None),
+                     thumbnail_png=case.thumbnail_png)
+            for case in cases]
+    with ExitStack() as stack:
+        staged = {kind: stack.enter_context(atomic_file(path, overwrite))
+                  for kind, path in paths.items()}
+        write_text(staged["csv"], batch_csv(cases, failures), overwrite=True)
+        write_text(staged["html"], render_batch(rows, failures), overwrite=True)
+    return paths
+
+
+#: The columns of ``cases.csv``, before any identifier columns.
+CSV_COLUMNS = ("case", "status", "volume_ml", "abc2_ml", "abc2_a_mm", "abc2_b_mm", "abc2_c_mm",
+               "abc2_slice", "components", "largest_component_ml", "slices_involved",
+               "first_slice", "last_slice", "hr", "ensemble_rule", "reference_volume_ml", "dice",
+               "error")
+
+
+def batch_csv(cases: Sequence[CaseOutputs], failures: Sequence[tuple[str, str]]) -> str:
+    """The batch table as CSV text; identifier columns only for cases that kept them."""
+    identifier_columns = sorted({key for case in cases
+                                 for key in case.summary.get("identifiers") or {}})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS, *identifier_columns],
+                            lineterminator="\n")
+    writer.writeheader()
+    for case in cases:
+        writer.writerow(_csv_row(case.summary))
+    for name, message in failures:
+        writer.writerow({"case": name, "status": "failed", "error": message})
+    return buffer.getvalue()
+
+
+def _csv_row(summary: Mapping[str, Any]) -> dict[str, Any]:
+    measures = summary["measures"]
+    abc = measures["abc2"]
+    involved = measures["slices"]["involved"]
+    uncertainty = summary.get("uncertainty") or {}
+    reference = summary.get("reference") or {}
+    row = {
+        "case": summary["case"], "status": "ok",
+        "volume_ml": _number(measures["volume_ml"]), "abc2_ml": _number(abc["volume_ml"]),
+        "abc2_a_mm": _number(abc["a_mm"]), "abc2_b_mm": _number(abc["b_mm"]),
+        "abc2_c_mm": _number(abc["c_mm"]), "abc2_slice": abc["slice_index"],
+        "components": measures["components"]["count"],
+        "largest_component_ml": _number(measures["components"]["largest_ml"]),
+        "slices_involved": len(involved),
+        "first_slice": involved[0] if involved else None,
+        "last_slice": involved[-1] if involved else None,
+        "hr": _number(uncertainty.get("hr")), "ensemble_rule": uncertainty.get("rule"),
+        "reference_volume_ml": _number(reference.get("volume_ml")),
+        "dice": _number(reference.get("dice")),
+    }
+    row.update(summary.get("identifiers") or {})
+    return {key: ("" if value is None else value) for key, value in row.items()}
+
+
+def _number(value: float | None) -> str | None:
+    return None if value is None else f"{value:.6g}"

@@ -1,0 +1,112 @@
+"""DICOM-SEG out: written with highdicom, read back with highdicom and with plain pydicom."""
+
+from __future__ import annotations
+
+import shutil
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from ichseg.errors import InputError, OutputExistsError
+from ichseg.io.dicom import load_dicom_series, write_ct_series
+from ichseg.io.dicom_seg import write_dicom_seg
+from ichseg.io.image import CTImage
+
+
+def phantom(shape=(6, 24, 28)) -> CTImage:
+    rng = np.random.default_rng(1)
+    hu = rng.integers(-50, 90, size=shape).astype(np.float32)
+    tilt = np.radians(-15)  # a rotated axial stack, so that positions are not trivial
+    direction = (1.0, 0.0, 0.0, 0.0, np.cos(tilt), -np.sin(tilt), 0.0, np.sin(tilt), np.cos(tilt))
+    return CTImage(hu, spacing=(4.0, 0.5, 0.6), origin=(3.0, -7.0, 12.0), direction=direction)
+
+
+def slice_coded_mask(shape) -> np.ndarray:
+    """A different rectangle on each slice (slice k: k+1 rows), slices 0 and 4 empty."""
+    mask = np.zeros(shape, np.uint8)
+    for k in (1, 2, 3, 5):
+        mask[k, 2:3 + k, 5 + 2 * k:9 + 2 * k] = 1
+    return mask
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    write_ct_series(phantom(), tmp_path / "ct", patient_id="PID-77")
+    # file names in the opposite order of the positions: the loader's order must win
+    reversed_folder = tmp_path / "reversed"
+    reversed_folder.mkdir()
+    files = sorted((tmp_path / "ct").glob("*.dcm"))
+    for i, path in enumerate(reversed(files)):
+        shutil.copy(path, reversed_folder / f"{i:02d}.dcm")
+    return load_dicom_series(reversed_folder)
+
+
+def test_frames_reference_the_right_source_slices(loaded, tmp_path):
+    mask = slice_coded_mask(loaded.shape)
+    path = write_dicom_seg(mask, loaded, tmp_path / "seg.dcm")
+    uids = loaded.metadata["dicom"]["SOPInstanceUIDs"]
+
+    seg = hd.seg.segread(path)
+    assert seg.number_of_frames == 4  # empty slices get no frame
+    by_source = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids,
+                                                  segment_numbers=[1])
+    assert np.array_equal(by_source[..., 0], mask)
+
+    ds = pydicom.dcmread(path)  # the same, read without highdicom
+    frames = ds.pixel_array
+    seen = set()
+    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence):
+        source_uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        k = uids.index(source_uid)
+        seen.add(k)
+        assert np.array_equal(frame, mask[k])
+        source = pydicom.dcmread(loaded.metadata["dicom"]["files"][k])
+        assert np.allclose([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient],
+                           [float(v) for v in source.ImagePositionPatient], atol=1e-3)
+    assert seen == {1, 2, 3, 5}
+
+
+def test_segment_is_coded_and_series_is_referenced(loaded, tmp_path):
+    path = write_dicom_seg(slice_coded_mask(loaded.shape), loaded, tmp_path / "seg.dcm",
+                           algorithm_name="ichseg-test")
+    ds = pydicom.dcmread(path)
+    segment = ds.SegmentSequence[0]
+    assert segment.SegmentLabel == "Intracranial hemorrhage"
+    kind = segment.SegmentedPropertyTypeCodeSequence[0]
+    assert (kind.CodeValue, kind.CodingSchemeDesignator) == ("1386000", "SCT")
+    assert segment.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    assert segment.SegmentAlgorithmType == "AUTOMATIC"
+    assert segment.SegmentAlgorithmName == "ichseg-test"
+    assert ds.SegmentationType == "BINARY"
+    info = loaded.metadata["dicom"]
+    assert ds.StudyInstanceUID == info["StudyInstanceUID"]
+    assert ds.FrameOfReferenceUID == info["FrameOfReferenceUID"]
+    assert ds.PatientID == "PID-77"  # the standard requires the source's patient module
+    referenced = ds.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == info["SeriesInstanceUID"]
+    assert {item.ReferencedSOPInstanceUID for item in referenced.ReferencedInstanceSequence} == set(
+        info["SOPInstanceUIDs"])
+
+
+def test_empty_mask_still_gives_a_readable_segmentation(loaded, tmp_path):
+    path = write_dicom_seg(np.zeros(loaded.shape, bool), loaded, tmp_path / "empty.dcm")
+    seg = hd.seg.segread(path)
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=loaded.metadata["dicom"]["SOPInstanceUIDs"], segment_numbers=[1])
+    assert pixels.shape[:3] == loaded.shape and not pixels.any()
+
+
+def test_refuses_non_dicom_reoriented_or_existing(loaded, tmp_path):
+    mask = slice_coded_mask(loaded.shape)
+    with pytest.raises(InputError, match="needs a DICOM input series"):
+        write_dicom_seg(mask, phantom(), tmp_path / "a.dcm")
+    turned = loaded.reoriented("RAS")
+    with pytest.raises(ValueError, match="not reoriented"):
+        write_dicom_seg(turned.array > 40, turned, tmp_path / "b.dcm")
+    write_dicom_seg(mask, loaded, tmp_path / "c.dcm")
+    with pytest.raises(OutputExistsError):
+        write_dicom_seg(mask, loaded, tmp_path / "c.dcm")
+    write_dicom_seg(mask, loaded, tmp_path / "c.dcm", overwrite=True)
+    assert sorted(p.name for p in tmp_path.glob("*.dcm")) == ["c.dcm"]
