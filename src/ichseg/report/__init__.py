@@ -1,0 +1,1 @@
+"""What ichseg shows people: PNG previews, per-case outputs and the HTML report."""
