@@ -55,3 +55,22 @@ def test_equals_nnunet_dc_and_ce_loss_with_unit_class_weights(dice_weight, ce_we
     nnunet = DC_and_CE_loss(dict(DICE_KWARGS), {}, weight_ce=ce_weight, weight_dice=dice_weight,
                             dice_class=MemoryEfficientSoftDiceLoss)
     assert ours(logits, target).item() == pytest.approx(nnunet(logits, target).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer, kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)])
+def test_optimiser_and_poly_schedule_follow_the_recipe(optimizer, kind):
+    from types import SimpleNamespace
+
+    from ichseg.engine.trainer import IchsegTrainer, TrainerParams
+    from ichseg.recipes import LossSpec, TrainingSpec
+
+    training = TrainingSpec(optimizer=optimizer, initial_lr=0.01, poly_exponent=0.9, epochs=10)
+    fake = SimpleNamespace(network=torch.nn.Linear(3, 2), initial_lr=0.01, weight_decay=3e-5, num_epochs=10,
+                           params=TrainerParams(LossSpec(), training))
+    opt, scheduler = IchsegTrainer.configure_optimizers(fake)
+    assert type(opt) is kind
+    if optimizer == "sgd":
+        assert opt.param_groups[0]["momentum"] == 0.99 and opt.param_groups[0]["nesterov"]
+    for epoch in (0, 3, 9):
+        scheduler.step(epoch)
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * (1 - epoch / 10) ** 0.9)

@@ -11,7 +11,7 @@ import re
 import highdicom as hd
 import numpy as np
 import pytest
-from test_dicom import head_phantom
+from phantoms import head_phantom
 
 from ichseg.clinical import case_measures
 from ichseg.errors import InputError, OutputExistsError

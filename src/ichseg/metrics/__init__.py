@@ -1,0 +1,39 @@
+"""INSTANCE-compatible evaluation: per-case metrics, folder evaluation, summaries, ranking, plots.
+
+The numbers are those the INSTANCE 2022 organizers compute (DeepMind's surface-distance
+algorithm, see :mod:`ichseg.metrics.surface`): Dice, HD (maximum surface distance, mm), HD95, NSD
+at 0.42 mm, RVD, and volumes in mL. Arrays are (z, y, x) with spacing (z, y, x) in mm.
+"""
+
+from ichseg.metrics.case import DEFAULT_NSD_TOLERANCE_MM, METRICS, Metric, case_metrics
+from ichseg.metrics.evaluation import (
+    Comparison,
+    Evaluation,
+    compare,
+    evaluate,
+    evaluate_folders,
+    match_cases,
+)
+from ichseg.metrics.plots import bland_altman_plot, dice_boxplot
+from ichseg.metrics.ranking import RANKING_METRICS, rank_methods
+from ichseg.metrics.summary import rows_to_csv, summarize, summary_table
+
+__all__ = [
+    "DEFAULT_NSD_TOLERANCE_MM",
+    "METRICS",
+    "RANKING_METRICS",
+    "Comparison",
+    "Evaluation",
+    "Metric",
+    "bland_altman_plot",
+    "case_metrics",
+    "compare",
+    "dice_boxplot",
+    "evaluate",
+    "evaluate_folders",
+    "match_cases",
+    "rank_methods",
+    "rows_to_csv",
+    "summarize",
+    "summary_table",
+]

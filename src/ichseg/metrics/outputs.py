@@ -1,0 +1,130 @@
+"""Writing an evaluation or a comparison into a folder: CSV, JSON, markdown and PNG plots.
+
+The whole folder is assembled under a temporary name and renamed into place at the end, so an
+interrupted run leaves no half-written results behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ichseg.atomic import atomic_dir, write_json, write_text
+from ichseg.io.image import case_name
+from ichseg.metrics.case import METRICS
+from ichseg.metrics.evaluation import Comparison, Evaluation
+from ichseg.metrics.plots import bland_altman_plot, dice_boxplot
+from ichseg.metrics.ranking import RANKING_METRICS, ranking_columns, ranking_table
+from ichseg.metrics.summary import (
+    markdown_table,
+    metric_summary_table,
+    rows_to_csv,
+    summary_table,
+)
+
+CASE_COLUMNS = ["case", *METRICS]
+#: Metrics of the per-method table in a comparison's summary.
+COMPARISON_METRICS = ("dice", "hd", "hd95", "nsd", "rvd")
+
+_NOTE = ("Means and standard deviations (sample) are over finite values; an HD is infinite when "
+         "one mask is empty, and such cases are counted instead of averaged.")
+
+
+def write_evaluation(evaluation: Evaluation, output_dir: str | os.PathLike, *,
+                     overwrite: bool = False, plots: bool = True) -> Path:
+    """``metrics.csv``, ``summary.json``, ``summary.md`` and, with ``plots``, ``dice_boxplot.png``
+    and ``bland_altman.png``."""
+    with atomic_dir(output_dir, overwrite) as folder:
+        write_text(folder / "metrics.csv", rows_to_csv(evaluation.rows, CASE_COLUMNS))
+        write_json(folder / "summary.json", _record(evaluation))
+        write_text(folder / "summary.md", _evaluation_markdown(evaluation))
+        if plots and evaluation.rows:
+            _write_plots({method_name(evaluation): evaluation.rows}, folder)
+    return Path(output_dir)
+
+
+def write_comparison(comparison: Comparison, output_dir: str | os.PathLike, *,
+                     overwrite: bool = False, plots: bool = True) -> Path:
+    """``metrics.csv`` (a ``method`` column first), ``ranking.csv``, ``summary.json``,
+    ``summary.md`` and, with ``plots``, the two PNG plots with every method."""
+    rows = [{"method": name, **row} for name, rows in comparison.results.items() for row in rows]
+    with atomic_dir(output_dir, overwrite) as folder:
+        write_text(folder / "metrics.csv", rows_to_csv(rows, ["method", *CASE_COLUMNS]))
+        write_text(folder / "ranking.csv", rows_to_csv(comparison.ranking, ranking_columns()))
+        write_json(folder / "summary.json", {
+            "reference": comparison.ref,
+            "ranking_metrics": list(RANKING_METRICS),
+            "ranking": comparison.ranking,
+            "methods": {name: _record(evaluation)
+                        for name, evaluation in comparison.evaluations.items()},
+        })
+        write_text(folder / "summary.md", _comparison_markdown(comparison))
+        evaluated = {name: rows for name, rows in comparison.results.items() if rows}
+        if plots and evaluated:
+            _write_plots(evaluated, folder)
+    return Path(output_dir)
+
+
+def method_name(evaluation: Evaluation) -> str:
+    """A prediction folder's name, which names its method in tables and plots."""
+    return case_name(evaluation.pred.resolve())
+
+
+def _write_plots(results: Mapping[str, Sequence[Mapping]], folder: Path) -> None:
+    dice_boxplot(results, folder / "dice_boxplot.png")
+    bland_altman_plot(results, folder / "bland_altman.png")
+
+
+def _record(evaluation: Evaluation) -> dict[str, object]:
+    return {
+        "predictions": evaluation.pred,
+        "references": evaluation.ref,
+        "nsd_tolerance_mm": evaluation.nsd_tolerance_mm,
+        "n_cases": len(evaluation.rows),
+        "metrics": evaluation.summary(),
+        "failures": [{"case": name, "reason": reason} for name, reason in evaluation.failures],
+        "missing_predictions": evaluation.missing,
+        "predictions_without_reference": evaluation.extra,
+    }
+
+
+def _evaluation_markdown(evaluation: Evaluation) -> str:
+    lines = ["# Evaluation", "",
+             f"- predictions: `{evaluation.pred}`",
+             f"- references: `{evaluation.ref}`",
+             f"- cases evaluated: {len(evaluation.rows)}; NSD tolerance "
+             f"{evaluation.nsd_tolerance_mm:g} mm", "",
+             "## Summary", "", markdown_table(*metric_summary_table(evaluation.summary())), _NOTE]
+    lines += _issues_markdown(evaluation)
+    return "\n".join(lines) + "\n"
+
+
+def _comparison_markdown(comparison: Comparison) -> str:
+    lines = ["# Comparison", "", f"- references: `{comparison.ref}`"]
+    lines += [f"- {name}: `{evaluation.pred}`, {len(evaluation.rows)} cases"
+              for name, evaluation in comparison.evaluations.items()]
+    if comparison.ranking:
+        lines += ["", "## Ranking", "",
+                  markdown_table(*ranking_table(comparison.ranking, comparison.results)),
+                  "Cells: mean ± sd over cases [mean rank over cases]. Methods are ranked on "
+                  "every case for each metric; the mean of the per-metric mean ranks orders them."]
+    lines += ["", "## Summary", "",
+              summary_table(comparison.results, COMPARISON_METRICS, fmt="markdown"), _NOTE]
+    for name, evaluation in comparison.evaluations.items():
+        issues = _issues_markdown(evaluation, level="###")
+        if issues:
+            lines += ["", f"## {name}"] + issues
+    return "\n".join(lines) + "\n"
+
+
+def _issues_markdown(evaluation: Evaluation, level: str = "##") -> list[str]:
+    lines: list[str] = []
+    if evaluation.failures:
+        lines += ["", f"{level} Failed cases", ""]
+        lines += [f"- `{name}`: {reason}" for name, reason in evaluation.failures]
+    if evaluation.missing:
+        lines += ["", f"{level} References without a prediction", "", ", ".join(evaluation.missing)]
+    if evaluation.extra:
+        lines += ["", f"{level} Predictions without a reference", "", ", ".join(evaluation.extra)]
+    return lines
