@@ -22,6 +22,7 @@ from ichseg.engine.trainer import IchsegTrainer
 from ichseg.io.image import load_image
 from ichseg.models import ModelFolder
 from ichseg.prediction import predict
+from ichseg.recipes import load_recipe
 from ichseg.training import load_out_of_fold, plan, train
 from ichseg.workspace import Workspace
 
@@ -42,11 +43,19 @@ def planned(tmp_path_factory):
     return root, ws
 
 
-def test_cli_train_predict_evaluate_keeps_input_geometry(planned, capsys):
+@pytest.fixture(scope="module")
+def nnunet_model(planned):
+    """A plain nnU-Net 3d_fullres model (fold 0), trained through the command line."""
+    _, ws = planned
+    assert main(["train", "--dataset", "tiny", "--recipe", "nnunet", "--fold", "0", "--epochs", "1",
+                 "--iterations", "2", "--val-iterations", "1", "--device", "cpu",
+                 "--workspace", str(ws.root)]) == 0
+    return ModelFolder.open(ws.model_dir("tiny", "nnunet"))
+
+
+def test_cli_train_predict_evaluate_keeps_input_geometry(planned, nnunet_model, capsys):
     root, ws = planned
     common = ["--workspace", str(ws.root)]
-    assert main(["train", "--dataset", "tiny", "--recipe", "nnunet", "--fold", "0", "--epochs", "1",
-                 "--iterations", "2", "--val-iterations", "1", "--device", "cpu", *common]) == 0
     out = root / "pred-nnunet"
     assert main(["predict", "-i", str(root / "test" / "data"), "-o", str(out), "--dataset", "tiny",
                  "--device", "cpu", "--no-mirroring", *common]) == 0
@@ -113,8 +122,55 @@ def test_li2022_two_folds_trains_six_models_with_out_of_fold_predictions(planned
     assert record["postprocessing"]["rule"] == selection.chosen.name
 
 
+def test_a_bad_case_in_a_folder_is_listed_and_the_others_finish(planned, nnunet_model, capsys):
+    root, _ = planned
+    inputs = root / "mixed"
+    inputs.mkdir()
+    good = sorted((root / "test" / "data").glob("*.nii.gz"))[0]
+    (inputs / good.name).write_bytes(good.read_bytes())
+    (inputs / "broken.nii.gz").write_bytes(good.read_bytes()[:300])
+    capsys.readouterr()
+    code = main(["predict", "-i", str(inputs), "-o", str(root / "pred-mixed"), "--model", str(nnunet_model.path),
+                 "--device", "cpu", "--no-mirroring"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.nii.gz" in err[0]
+    assert (root / "pred-mixed" / good.name).is_file()
+    assert not list((root / "pred-mixed").glob("broken*"))
+    assert "broken.nii.gz" in (root / "pred-mixed" / "cases.csv").read_text() + \
+        (root / "pred-mixed" / "report.html").read_text()
+
+
+def test_dicom_series_in_gives_nifti_dicom_seg_json_png_html_out(planned, nnunet_model):
+    import pydicom
+
+    from ichseg.io.dicom import write_ct_series
+
+    root, _ = planned
+    phantom = load_image(sorted((root / "test" / "data").glob("*.nii.gz"))[0])
+    series = write_ct_series(phantom, root / "dicom" / "study", patient_name="DOE^JOHN", patient_id="PID-99")
+    out = root / "pred-dicom"
+    result = predict(series, out, nnunet_model.path, device="cpu", mirroring=False, progress=False)
+    assert not result.failures
+    name = result.cases[0].name
+    for suffix in (".nii.gz", ".json", ".png", ".html", "_seg.dcm"):
+        assert (out / f"{name}{suffix}").is_file(), suffix
+    dicom_image = load_image(series)
+    mask = load_image(out / f"{name}.nii.gz")
+    assert mask.same_geometry(dicom_image)
+    seg = pydicom.dcmread(out / f"{name}_seg.dcm")
+    assert seg.Modality == "SEG"
+    for text_output in (f"{name}.json", f"{name}.html", "cases.csv", "report.html"):
+        content = (out / text_output).read_text()
+        assert "DOE^JOHN" not in content and "PID-99" not in content
+
+
 def test_interrupted_model_resumes_from_its_last_checkpoint(planned, monkeypatch):
-    _, ws = planned
+    root, ws = planned
+    recipe = load_recipe("nnunet").to_dict()
+    recipe["name"] = "resumable"  # a recipe file of its own, so its model folder is its own too
+    recipe_file = root / "resumable.json"
+    recipe_file.write_text(json.dumps(recipe))
     original = IchsegTrainer.on_epoch_end
     epochs_run = []
 
@@ -127,8 +183,8 @@ def test_interrupted_model_resumes_from_its_last_checkpoint(planned, monkeypatch
     monkeypatch.setattr(IchsegTrainer, "on_epoch_end", crash_after_first_epoch)
     quick = dict(QUICK, epochs=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train("tiny", "nnunet", workspace=ws, folds=[1], checkpoint_every=1, **quick)
-    fold_dir = ModelFolder.open(ws.model_dir("tiny", "nnunet")).nnunet_folder("3d_fullres") / "fold_1"
+        train("tiny", str(recipe_file), workspace=ws, folds=[1], checkpoint_every=1, **quick)
+    fold_dir = ModelFolder.open(ws.model_dir("tiny", "resumable")).nnunet_folder("3d_fullres") / "fold_1"
     assert (fold_dir / "checkpoint_latest.pth").is_file()
     assert not (fold_dir / "checkpoint_final.pth").is_file()
 
@@ -137,11 +193,11 @@ def test_interrupted_model_resumes_from_its_last_checkpoint(planned, monkeypatch
         epochs_run.append(self.current_epoch)
 
     monkeypatch.setattr(IchsegTrainer, "on_epoch_end", count_epochs)
-    train("tiny", "nnunet", workspace=ws, folds=[1], checkpoint_every=1, **quick)
+    train("tiny", str(recipe_file), workspace=ws, folds=[1], checkpoint_every=1, **quick)
     assert epochs_run == [1, 2]  # the second run trained only the missing epoch
     assert (fold_dir / "checkpoint_final.pth").is_file()
     before = (fold_dir / "checkpoint_final.pth").stat().st_mtime_ns
-    train("tiny", "nnunet", workspace=ws, folds=[1], checkpoint_every=1, **quick)  # finished: skipped
+    train("tiny", str(recipe_file), workspace=ws, folds=[1], checkpoint_every=1, **quick)  # finished: skipped
     assert (fold_dir / "checkpoint_final.pth").stat().st_mtime_ns == before
 
 
@@ -155,7 +211,9 @@ def test_liangwei_recipe_windows_pads_and_restores_geometry(planned):
     assert windowed.shape[0] == original.shape[0] + 2
     assert windowed.array.min() >= 66.5 - 1e-3 and windowed.array.max() <= 125.5 + 1e-3
     plans = json.loads((ws.preprocessed / derived.name / "nnUNetPlans_z5-xy2.json").read_text())
-    assert plans["configurations"]["3d_fullres"]["spacing"][0] == pytest.approx(5.0)
+    spacing = plans["configurations"]["3d_fullres"]["spacing"]  # in nnU-Net's transposed axis order
+    slice_axis = plans["transpose_forward"].index(0)
+    assert spacing[slice_axis] == pytest.approx(5.0)
     folder = train("tiny", "liangwei2022", workspace=ws, folds=[0], **QUICK)
     assert folder.description["preprocessing"] == {"window": {"level": 96.0, "width": 59.0}, "pad_slices": 1}
     out = root / "pred-liangwei"

@@ -25,9 +25,11 @@ def console() -> Console:
 
 
 def make_progress(enabled: bool = True) -> Progress:
+    """Bars on a terminal only: in logs and pipes they would be noise."""
+    out = console()
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console(), disable=not enabled, transient=False,
+        TimeRemainingColumn(), console=out, disable=not (enabled and out.is_terminal), transient=False,
     )
 
 
