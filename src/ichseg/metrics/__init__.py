@@ -14,7 +14,6 @@ from ichseg.metrics.evaluation import (
     evaluate_folders,
     match_cases,
 )
-from ichseg.metrics.plots import bland_altman_plot, dice_boxplot
 from ichseg.metrics.ranking import RANKING_METRICS, rank_methods
 from ichseg.metrics.summary import rows_to_csv, summarize, summary_table
 
@@ -37,3 +36,12 @@ __all__ = [
     "summarize",
     "summary_table",
 ]
+
+
+def __getattr__(name: str):
+    """Plots load matplotlib, so they are imported only when asked for."""
+    if name in ("bland_altman_plot", "dice_boxplot"):
+        from ichseg.metrics import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module 'ichseg.metrics' has no attribute {name!r}")
