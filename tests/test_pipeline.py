@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from ichseg.crossval import cv_report, select_postprocessing
 from ichseg.data.importer import import_dataset
 from ichseg.data.synth import synthesize
 from ichseg.engine.trainer import IchsegTrainer
+from ichseg.errors import IchsegError, ModelError
 from ichseg.io.image import load_image
 from ichseg.models import ModelFolder
 from ichseg.prediction import predict
@@ -112,6 +114,21 @@ def test_li2022_two_folds_trains_six_models_with_out_of_fold_predictions(planned
     assert {"2d", "2d_wce", "3d_wce", "ensemble: uncertainty (printed HR)"} <= set(report.results)
     assert all(len(rows) == len(held_out) for rows in report.results.values())
     assert (folder.path / "cv_report.md").is_file()
+
+    # Misfits are refused before any prediction starts, and nothing is written.
+    with pytest.raises(IchsegError, match="n2"):
+        predict(root / "test" / "data", root / "pred-bad", folder.path, ensemble="uncertainty",
+                ensemble_params={"n2": 9}, device="cpu", progress=False)
+    with pytest.raises(ModelError, match="no finished model"):
+        incomplete = root / "models-incomplete" / "li2022"
+        incomplete.mkdir(parents=True)
+        shutil.copy(folder.path / "ichseg_model.json", incomplete)
+        predict(root / "test" / "data", root / "pred-bad", incomplete, device="cpu", progress=False)
+    assert not (root / "pred-bad").exists()
+    without_oof = root / "models-no-oof" / "li2022"
+    shutil.copytree(folder.path, without_oof, ignore=shutil.ignore_patterns("oof"))
+    with pytest.raises(ModelError, match="no out-of-fold predictions"):
+        select_postprocessing(without_oof, ws, progress=False)
 
     selection = select_postprocessing(folder.path, ws, progress=False)
     saved = json.loads(folder.postprocessing_file.read_text())

@@ -33,11 +33,13 @@ def make_progress(enabled: bool = True) -> Progress:
     )
 
 
-def progress_bar(items: Iterable[T], description: str, enabled: bool = True) -> Iterator[T]:
-    """Iterate ``items`` with a progress bar (a plain loop when ``enabled`` is False)."""
-    items = list(items)
+def progress_bar(items: Iterable[T], description: str, enabled: bool = True,
+                 total: int | None = None) -> Iterator[T]:
+    """Iterate ``items`` with a progress bar (a plain loop when disabled or not on a terminal)."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
     with make_progress(enabled) as progress:
-        task = progress.add_task(description, total=len(items))
+        task = progress.add_task(description, total=total)
         for item in items:
             yield item
             progress.advance(task)

@@ -42,6 +42,7 @@ from ichseg.io.image import (
     save_image,
     save_mask,
 )
+from ichseg.progress import progress_bar
 from ichseg.workspace import Workspace
 
 #: Channel name that makes nnU-Net apply its CT normalisation.
@@ -230,9 +231,6 @@ def _pair_files(images: dict[str, list[Path]], labels: dict[str, list[Path]],
 
 def _import_cases(pairs: list[CasePair], staging: Path, progress: bool, write: bool) -> list[Problem]:
     """Read and check every pair, writing cases into ``staging`` until the first problem."""
-    from rich.console import Console
-    from rich.progress import track
-
     failed = threading.Event()
     if not write:
         failed.set()
@@ -247,9 +245,7 @@ def _import_cases(pairs: list[CasePair], staging: Path, progress: bool, write: b
 
     executor = ThreadPoolExecutor(max_workers=READER_THREADS)
     try:
-        results = track(executor.map(import_case, pairs), total=len(pairs),
-                        description="Importing cases", console=Console(stderr=True),
-                        transient=True, disable=not progress)
+        results = progress_bar(executor.map(import_case, pairs), "Importing cases", progress, total=len(pairs))
         return [problem for case_problems in results for problem in case_problems]
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

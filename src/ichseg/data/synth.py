@@ -30,6 +30,7 @@ from scipy import ndimage
 from ichseg.atomic import atomic_dir, refuse_existing, write_text
 from ichseg.errors import InputError
 from ichseg.io.image import CTImage, save_image, save_mask
+from ichseg.progress import make_progress
 
 # --------------------------------------------------------------------------------------------
 # Public vocabulary
@@ -1021,14 +1022,11 @@ def synthesize(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, size: st
     if preview is not None:
         refuse_existing(Path(preview), overwrite)
 
-    from rich.console import Console
-    from rich.progress import Progress
-
     width = max(3, len(str(n_cases - 1)))
     records: list[CaseRecord] = []
     panels: list[tuple[CTImage, np.ndarray, str]] = []
     with atomic_dir(out_dir, overwrite) as tmp, \
-            Progress(console=Console(stderr=True), disable=not progress) as bar:
+            make_progress(progress) as bar:
         task = bar.add_task(f"synthesising {size} cases", total=n_cases)
         for index in range(n_cases):
             name = f"ich_{index:0{width}d}"
