@@ -116,7 +116,7 @@ def test_li2022_two_folds_trains_six_models_with_out_of_fold_predictions(planned
     assert (folder.path / "cv_report.md").is_file()
 
     # Misfits are refused before any prediction starts, and nothing is written.
-    with pytest.raises(IchsegError, match="n2"):
+    with pytest.raises(IchsegError, match="N2 must be an integer from 0 to 6"):
         predict(root / "test" / "data", root / "pred-bad", folder.path, ensemble="uncertainty",
                 ensemble_params={"n2": 9}, device="cpu", progress=False)
     with pytest.raises(ModelError, match="no finished model"):

@@ -27,7 +27,7 @@ class DemoResult:
 
 
 def demo(workspace: str | Path | Workspace | None = None, *, n_train: int = 10, n_test: int = 3,
-         size: str = "small", epochs: int = 12, iterations: int = 12, device: str = "auto",
+         size: str = "tiny", epochs: int = 25, iterations: int = 10, device: str = "auto",
          progress: bool = True) -> DemoResult:
     """Run the whole pipeline on synthetic head CTs; everything lands in the workspace."""
     from ichseg.data.importer import import_dataset
