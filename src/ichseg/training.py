@@ -132,9 +132,10 @@ def _workspace(workspace: str | Path | Workspace | None) -> Workspace:
 
 
 def _planned_folder(ws: Workspace, dataset: str, rec: Recipe) -> str:
-    ws.dataset_folder_name(dataset)
+    """The nnU-Net data set a recipe trains on: the imported one, or its derived copy."""
+    base = ws.dataset_folder_name(dataset)
     if rec.preprocessing.is_identity:
-        return ws.dataset_folder_name(dataset)
+        return base
     derived = f"{dataset}__{rec.preprocessing.slug}"
     if derived not in ws.datasets():
         raise WorkspaceError(f"data set {dataset!r} is not planned for recipe {rec.name!r}; "

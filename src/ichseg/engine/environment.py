@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,7 +96,3 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise IchsegError(f"--device {name}: expected auto, cpu or cuda")
     return torch.device(name)
 
-
-def real_stderr() -> object:
-    """The terminal's stderr even inside :func:`captured_output`."""
-    return sys.__stderr__ or sys.stderr
