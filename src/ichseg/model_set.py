@@ -1,8 +1,10 @@
 """The networks of a model folder, loaded once, giving per-model hemorrhage probabilities for a case.
 
 A case is preprocessed (recipe CT preprocessing, then nnU-Net's) once per configuration; all models
-of that configuration reuse it. Probabilities come back in the geometry of the (canonical) image
-that was passed in, padding removed.
+of that configuration reuse it. Preparing a case (:meth:`ModelSet.prepare`, CPU work) and running
+the networks on it (:meth:`ModelSet.probabilities`) are separate steps, so that the next case can
+be prepared while the networks work on this one. Probabilities come back in the geometry of the
+(canonical) image that was prepared, padding removed.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ichseg.engine.inference import PreprocessedCase, TrainedNetwork
+from ichseg.engine.inference import PreprocessedCase, PreprocessingKey, TrainedNetwork
 from ichseg.errors import ModelError
 from ichseg.io.image import CTImage
 from ichseg.models import ModelFolder, TrainedModel
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """A case preprocessed for every configuration of a model set."""
+
+    inputs: dict[PreprocessingKey, PreprocessedCase]
 
 
 @dataclass(frozen=True)
@@ -54,15 +63,17 @@ class ModelSet:
     def __len__(self) -> int:
         return len(self.networks)
 
-    def probabilities(self, image: CTImage) -> Iterator[ModelOutput]:
-        """Each model's P(hemorrhage) for ``image`` (canonical orientation), one at a time."""
+    def prepare(self, image: CTImage) -> PreparedCase:
+        """``image`` (canonical orientation) preprocessed once per configuration of the set."""
         prepared = self.preprocessing.apply(image)
-        cached_key, cached_case = None, None
+        inputs: dict[PreprocessingKey, PreprocessedCase] = {}
+        for network in self.networks:
+            if network.preprocessing_key not in inputs:
+                inputs[network.preprocessing_key] = network.preprocess(prepared.array, prepared.spacing)
+        return PreparedCase(inputs)
+
+    def probabilities(self, case: PreparedCase) -> Iterator[ModelOutput]:
+        """Each model's P(hemorrhage) for a prepared case, one at a time."""
         for model, network in zip(self.models, self.networks):
-            if network.preprocessing_key != cached_key:
-                cached_case = None  # free the previous configuration's input first
-                cached_case = network.preprocess(prepared.array, prepared.spacing)
-                cached_key = network.preprocessing_key
-            assert isinstance(cached_case, PreprocessedCase)
-            probability = network.foreground_probability(cached_case)
+            probability = network.foreground_probability(case.inputs[network.preprocessing_key])
             yield ModelOutput(model.group, model.fold, self.preprocessing.revert_array(probability))

@@ -7,8 +7,10 @@ input's own orientation, postprocessed by the folder's saved rule and written wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,22 +92,73 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     rule = load_rule(folder.postprocessing_file) if postprocess and folder.postprocessing_file.is_file() else None
     models = ModelSet(folder, torch_device, groups=groups, folds=folds, use_mirroring=mirroring,
                       tile_step_size=step_size)
-    votes_wanted = len(models) > 1 if save_votes is None else save_votes
+    settings_for_cases = _CaseSettings(
+        strategy, settings, rule, output_dir, len(models) > 1 if save_votes is None else save_votes,
+        dict(keep_identifiers=keep_identifiers, dicom_seg=dicom_seg, preview=preview, html=html,
+             overwrite=overwrite))
     result = PredictionResult(output_dir)
-    with make_progress(progress) as bar:
+    with make_progress(progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="ichseg-write") as writer:
         task = bar.add_task(f"Predicting with {len(models)} model(s)", total=len(cases))
-        for path in cases:
+        writing: list[tuple[Path, Future[Any]]] = []
+        for path, reading in _read_ahead(cases, partial(_read_case, series=series, models=models)):
             try:
-                image = load_image(path) if series is None or path.is_file() else _load_series(path, series)
-                outputs = _predict_case(image, models, strategy, settings, rule, output_dir, votes_wanted,
-                                        keep_identifiers, dicom_seg, preview, html, overwrite)
-                result.cases.append(outputs)
+                case = _ensemble_case(models, *reading.result(), settings_for_cases)
             except IchsegError as error:
                 result.failures.append((path.name, str(error)))
-            bar.advance(task)
+                bar.advance(task)
+                continue
+            written = writer.submit(_write_case, case, settings_for_cases)
+            written.add_done_callback(lambda _: bar.advance(task))
+            writing.append((path, written))
+        for path, written in writing:
+            try:
+                result.cases.append(written.result())
+            except IchsegError as error:
+                result.failures.append((path.name, str(error)))
     if result.cases or result.failures:
         write_batch_outputs(result.cases, result.failures, output_dir, overwrite=True)
     return result
+
+
+@dataclass(frozen=True)
+class _CaseSettings:
+    """How every case of a run is ensembled, postprocessed and written."""
+
+    strategy: str
+    ensemble_params: dict[str, Any]
+    rule: Any
+    output_dir: Path
+    save_votes: bool
+    write_options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _EnsembledCase:
+    """One case's ensemble on the canonical grid, ready to be written."""
+
+    image: CTImage
+    canonical: CTImage
+    mask: np.ndarray
+    votes: np.ndarray | None
+    uncertainty: dict[str, Any]
+
+
+def _read_ahead(cases: Sequence[Path], read: Callable[[Path], Any]) -> Iterator[tuple[Path, Future[Any]]]:
+    """Each case with its reading, started one case ahead in a background thread, so that
+    reading and preprocessing the next case overlap the networks' work on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="ichseg-read") as reader:
+        pending = [reader.submit(read, path) for path in cases[:1]]
+        for index, path in enumerate(cases):
+            if index + 1 < len(cases):
+                pending.append(reader.submit(read, cases[index + 1]))
+            yield path, pending.pop(0)
+
+
+def _read_case(path: Path, *, series: str | None, models: Any) -> tuple[CTImage, CTImage, Any]:
+    """The input as loaded, the same turned to the canonical orientation, and that preprocessed."""
+    image = load_image(path) if series is None or path.is_file() else _load_series(path, series)
+    canonical = image.reoriented()
+    return image, canonical, models.prepare(canonical)
 
 
 def _load_series(folder: Path, series: str) -> CTImage:
@@ -114,26 +167,32 @@ def _load_series(folder: Path, series: str) -> CTImage:
     return load_dicom_series(folder, series)
 
 
-def _predict_case(image: CTImage, models: Any, strategy: str, settings: dict[str, Any], rule: Any,
-                  output_dir: Path, save_votes: bool, keep_identifiers: bool, dicom_seg: bool | None,
-                  preview: bool, html: bool, overwrite: bool) -> Any:
+def _ensemble_case(models: Any, image: CTImage, canonical: CTImage, prepared: Any,
+                   settings: _CaseSettings) -> _EnsembledCase:
+    """Every model on the device, combined from running sums into one mask."""
     from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
+
+    accumulator = EnsembleAccumulator(canonical.shape)
+    for output in models.probabilities(prepared):
+        accumulator.add(output.probability)
+    result = ensemble_mask(settings.strategy, accumulator, **settings.ensemble_params)
+    votes = _numpy(accumulator.votes).astype(np.uint8) if settings.save_votes else None
+    return _EnsembledCase(image, canonical, _numpy(result.mask).astype(np.uint8), votes, result.as_dict())
+
+
+def _write_case(case: _EnsembledCase, settings: _CaseSettings) -> Any:
+    """Back to the input's geometry, postprocessed by the folder's rule, and written."""
     from ichseg.postprocessing import apply_rule
     from ichseg.report.outputs import write_case_outputs
 
-    canonical = image.reoriented()
-    accumulator = EnsembleAccumulator(canonical.shape)
-    for output in models.probabilities(canonical):
-        accumulator.add(output.probability)
-    result = ensemble_mask(strategy, accumulator, **settings)
-    mask = to_input_geometry(canonical, _numpy(result.mask).astype(np.uint8), image)
-    votes = to_input_geometry(canonical, _numpy(accumulator.votes).astype(np.uint8), image) if save_votes else None
+    image = case.image
+    mask = to_input_geometry(case.canonical, case.mask, image)
+    votes = to_input_geometry(case.canonical, case.votes, image) if case.votes is not None else None
     postprocessing = None
-    if rule is not None:
-        mask, postprocessing = apply_rule(mask, image.spacing, rule)
-    return write_case_outputs(image, mask, output_dir, vote_map=votes, uncertainty=result.as_dict(),
-                              postprocessing=postprocessing, keep_identifiers=keep_identifiers,
-                              dicom_seg=dicom_seg, preview=preview, html=html, overwrite=overwrite)
+    if settings.rule is not None:
+        mask, postprocessing = apply_rule(mask, image.spacing, settings.rule)
+    return write_case_outputs(image, mask, settings.output_dir, vote_map=votes, uncertainty=case.uncertainty,
+                              postprocessing=postprocessing, **settings.write_options)
 
 
 def to_input_geometry(canonical: CTImage, array: np.ndarray, original: CTImage) -> np.ndarray:

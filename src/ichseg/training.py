@@ -195,7 +195,7 @@ def _write_out_of_fold(folder: ModelFolder, ws: Workspace, base_folder: str, gro
     task = bar.add_task(f"  {group} fold {fold}: out-of-fold predictions", total=len(todo))
     for case in todo:
         image = load_image(ws.raw / base_folder / "imagesTr" / f"{case}{IMAGE_SUFFIX}")
-        (output,) = list(models.probabilities(image))
+        (output,) = list(models.probabilities(models.prepare(image)))
         quantised = np.round(output.probability.float().cpu().numpy() * 255).astype(np.uint8)
         with atomic_file(oof_dir / f"{case}.npz", overwrite=True) as tmp:
             with open(tmp, "wb") as handle:

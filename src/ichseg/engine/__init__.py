@@ -1,20 +1,36 @@
 """The only door to nnU-Net v2: planning, training and network inference.
 
 Importing this package sets nnU-Net's process defaults before nnunetv2 itself is imported; the
-workspace folders are set around each call (see :mod:`ichseg.engine.environment`).
+workspace folders are set around each call (see :mod:`ichseg.engine.environment`). Its names are
+imported on first use, so that prediction does not pay for importing nnU-Net's training code.
 """
 
-from ichseg.engine.environment import set_process_defaults
+from __future__ import annotations
+
+import importlib
+import os
+from importlib.metadata import version as _version
+from typing import Any
+
+from ichseg.engine.environment import resolve_device, set_process_defaults
 
 set_process_defaults()
 
-from importlib.metadata import version as _version  # noqa: E402
+#: name -> the submodule that defines it
+_LAZY = {
+    "IchsegTrainer": "trainer", "TrainerParams": "trainer",
+    "TrainedNetwork": "inference",
+    "ensure_splits": "planning", "plan_dataset": "planning", "require_plans": "planning",
+    "nnunet_model_folder": "layout", "train_model": "training",
+}
 
-from ichseg.engine.environment import resolve_device  # noqa: E402
-from ichseg.engine.inference import TrainedNetwork  # noqa: E402
-from ichseg.engine.planning import ensure_splits, plan_dataset, require_plans  # noqa: E402
-from ichseg.engine.trainer import IchsegTrainer, TrainerParams  # noqa: E402
-from ichseg.engine.training import nnunet_model_folder, train_model  # noqa: E402
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def nnunet_version() -> str:
@@ -23,13 +39,7 @@ def nnunet_version() -> str:
 
 def default_processes() -> int:
     """Worker processes for fingerprinting and preprocessing."""
-    import os
-
     return max(1, min(8, os.cpu_count() or 1))
 
 
-__all__ = [
-    "IchsegTrainer", "TrainedNetwork", "TrainerParams", "default_processes", "ensure_splits",
-    "nnunet_model_folder", "nnunet_version", "plan_dataset", "require_plans", "resolve_device",
-    "train_model",
-]
+__all__ = [*sorted(_LAZY), "default_processes", "nnunet_version", "resolve_device"]

@@ -10,23 +10,10 @@ import torch
 
 from ichseg.atomic import write_json
 from ichseg.engine.environment import captured_output, nnunet_paths
+from ichseg.engine.layout import FINAL_CHECKPOINT, LATEST_CHECKPOINT, fold_folder_name, nnunet_model_folder
 from ichseg.engine.planning import require_plans
 from ichseg.engine.trainer import IchsegTrainer, TrainerParams
 from ichseg.workspace import Workspace
-
-FINAL_CHECKPOINT = "checkpoint_final.pth"
-LATEST_CHECKPOINT = "checkpoint_latest.pth"
-
-
-def nnunet_model_folder(output_root: Path, folder_name: str, plans_name: str, configuration: str) -> Path:
-    """Where nnU-Net puts a trainer's output under a results folder (its own layout, kept so that
-    nnU-Net's tools can read the model too)."""
-    return output_root / folder_name / f"{IchsegTrainer.__name__}__{plans_name}__{configuration}"
-
-
-def fold_folder_name(fold: int | str) -> str:
-    return f"fold_{fold}"
-
 
 def train_model(workspace: Workspace, folder_name: str, plans_name: str, configuration: str,
                 fold: int | str, params: TrainerParams, output_root: Path, device: torch.device,
