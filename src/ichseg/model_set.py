@@ -37,7 +37,7 @@ class ModelOutput:
 class ModelSet:
     def __init__(self, folder: ModelFolder, device: torch.device, *, groups: Sequence[str] | None = None,
                  folds: Sequence[int | str] | None = None, use_mirroring: bool = True,
-                 tile_step_size: float = 0.5) -> None:
+                 tile_step_size: float = 0.5, verbose: bool = False) -> None:
         models = folder.require_models()
         if groups:
             unknown = set(groups) - {m.group for m in models}
@@ -52,7 +52,7 @@ class ModelSet:
         self.preprocessing = folder.preprocessing
         self.models: list[TrainedModel] = models
         self.networks = [TrainedNetwork(m.nnunet_folder, m.fold, device, use_mirroring=use_mirroring,
-                                        tile_step_size=tile_step_size) for m in models]
+                                        tile_step_size=tile_step_size, verbose=verbose) for m in models]
         keys = {n.preprocessing_key[:2] for n in self.networks}
         if len(keys) > 1:
             raise ModelError(f"{folder.path}: models were planned on different data sets or plans {sorted(keys)}")

@@ -8,7 +8,7 @@ input's own orientation, postprocessed by the folder's saved rule and written wi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,6 +23,10 @@ from ichseg.io.inputs import find_cases
 from ichseg.models import ModelFolder
 from ichseg.progress import make_progress
 from ichseg.workspace import Workspace
+
+
+#: How many predicted cases may wait for the background writer before prediction waits for it.
+_WRITES_AHEAD = 2
 
 
 @dataclass
@@ -74,6 +78,8 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     Writes per case the mask (in the input's geometry), the vote map when several models vote,
     JSON measures, a PNG preview, an HTML report and, for DICOM input, a DICOM-SEG; and for the
     batch a CSV and an HTML overview. A case that fails is reported and the others go on.
+    The next case is read while the networks work on this one, and outputs are written in the
+    background. ``verbose`` shows nnU-Net's own messages.
     """
     from ichseg.engine import resolve_device
     from ichseg.model_set import ModelSet
@@ -91,7 +97,7 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     strategy, settings = ensemble_settings(folder, max(1, len(selected)), ensemble, ensemble_params)
     rule = load_rule(folder.postprocessing_file) if postprocess and folder.postprocessing_file.is_file() else None
     models = ModelSet(folder, torch_device, groups=groups, folds=folds, use_mirroring=mirroring,
-                      tile_step_size=step_size)
+                      tile_step_size=step_size, verbose=verbose)
     settings_for_cases = _CaseSettings(
         strategy, settings, rule, output_dir, len(models) > 1 if save_votes is None else save_votes,
         dict(keep_identifiers=keep_identifiers, dicom_seg=dicom_seg, preview=preview, html=html,
@@ -110,6 +116,8 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
             written = writer.submit(_write_case, case, settings_for_cases)
             written.add_done_callback(lambda _: bar.advance(task))
             writing.append((path, written))
+            if len(writing) > _WRITES_AHEAD:  # cases waiting to be written hold memory: keep them few
+                wait([writing[-_WRITES_AHEAD - 1][1]])
         for path, written in writing:
             try:
                 result.cases.append(written.result())

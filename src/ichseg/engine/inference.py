@@ -72,7 +72,7 @@ class TrainedNetwork:
     """One fold of one model group, loaded once and ready to predict many cases."""
 
     def __init__(self, nnunet_folder: Path, fold: int | str, device: torch.device, *,
-                 use_mirroring: bool = True, tile_step_size: float = 0.5) -> None:
+                 use_mirroring: bool = True, tile_step_size: float = 0.5, verbose: bool = False) -> None:
         checkpoint_path = nnunet_folder / fold_folder_name(fold) / FINAL_CHECKPOINT
         if not checkpoint_path.is_file():
             raise ModelError(f"{checkpoint_path}: missing (the model of fold {fold} is not trained)")
@@ -96,11 +96,11 @@ class TrainedNetwork:
         network.load_state_dict(checkpoint["network_weights"])
         network.to(device).eval()
         self.device = device
-        with captured_output(None, verbose=False):  # it announces CPU fallbacks on stdout
+        with captured_output(None, verbose=verbose):  # it announces CPU fallbacks on stdout
             self.predictor = MirrorBatchingPredictor(tile_step_size=tile_step_size, use_gaussian=True,
-                                             use_mirroring=use_mirroring,
-                                             perform_everything_on_device=device.type == "cuda",
-                                             device=device, verbose=False, allow_tqdm=False)
+                                                     use_mirroring=use_mirroring,
+                                                     perform_everything_on_device=device.type == "cuda",
+                                                     device=device, verbose=verbose, allow_tqdm=False)
         self.predictor.batch_mirrors = device.type == "cuda"
         self.predictor.manual_initialization(
             network, self.plans_manager, self.configuration_manager, None, self.dataset_json,
