@@ -56,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
                      verbose=args.verbose)
     print(f"{len(result.cases)} case(s) written to {result.output_dir}")
     for name, message in result.failures:
-        print(f"ichseg: error: {message}", file=sys.stderr)
+        print(f"ichseg: error: {message if name in message else f'{name}: {message}'}", file=sys.stderr)
     return 2 if result.failures else 0

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -333,7 +333,7 @@ def _dataset_json(name: str, n_cases: int, source: Path, layout: str) -> dict:
             "source": str(source),
             "layout": layout,
             "orientation": CANONICAL_ORIENTATION,
-            "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "version": __version__,
         },
     }
