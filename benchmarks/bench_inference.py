@@ -235,23 +235,24 @@ class Runner:
             return RouteOutput(work)
         return run
 
-    def nnunet_mean(self, models: Sequence[TrainedModel]) -> Callable[[Inputs, Path], RouteOutput]:
+    def nnunet_per_model(self, models: Sequence[TrainedModel], probabilities: bool,
+                         combine: Callable[[Sequence[Path], Path], None],
+                         combined_name: str) -> Callable[[Inputs, Path], RouteOutput]:
+        """One nnU-Net prediction per model into its own folder, then ``combine`` those folders."""
         def run(inputs: Inputs, work: Path) -> RouteOutput:
             folders = [work / f"{m.group}_fold{m.fold}" for m in models]
             for model, folder in zip(models, folders):
-                self.nnunet_predict(model.nnunet_folder, [model.fold], inputs.nnunet, folder, probabilities=True)
-            self.nnunet_ensemble(folders, work / "ensemble")
-            return RouteOutput(work / "ensemble", tuple(folders))
+                self.nnunet_predict(model.nnunet_folder, [model.fold], inputs.nnunet, folder,
+                                    probabilities=probabilities)
+            combine(folders, work / combined_name)
+            return RouteOutput(work / combined_name, tuple(folders))
         return run
 
+    def nnunet_mean(self, models: Sequence[TrainedModel]) -> Callable[[Inputs, Path], RouteOutput]:
+        return self.nnunet_per_model(models, True, self.nnunet_ensemble, "ensemble")
+
     def nnunet_vote(self, models: Sequence[TrainedModel]) -> Callable[[Inputs, Path], RouteOutput]:
-        def run(inputs: Inputs, work: Path) -> RouteOutput:
-            folders = [work / f"{m.group}_fold{m.fold}" for m in models]
-            for model, folder in zip(models, folders):
-                self.nnunet_predict(model.nnunet_folder, [model.fold], inputs.nnunet, folder, probabilities=False)
-            majority_vote_folders(folders, work / "vote")
-            return RouteOutput(work / "vote", tuple(folders))
-        return run
+        return self.nnunet_per_model(models, False, majority_vote_folders, "vote")
 
     def nnunet_mean_by_group(self, models: Sequence[TrainedModel]) -> Callable[[Inputs, Path], RouteOutput]:
         groups = group_folds(models)
