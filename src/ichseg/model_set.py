@@ -56,9 +56,6 @@ class ModelSet:
         keys = {n.preprocessing_key[:2] for n in self.networks}
         if len(keys) > 1:
             raise ModelError(f"{folder.path}: models were planned on different data sets or plans {sorted(keys)}")
-        order = sorted(range(len(self.networks)), key=lambda i: self.networks[i].preprocessing_key)
-        self.models = [self.models[i] for i in order]
-        self.networks = [self.networks[i] for i in order]
 
     def __len__(self) -> int:
         return len(self.networks)
