@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from ichseg.io.inputs import find_cases
 from ichseg.models import ModelFolder
 from ichseg.progress import make_progress
 from ichseg.workspace import Workspace
+
+if TYPE_CHECKING:  # imported at run time only where used: they load torch and nnU-Net
+    from ichseg.model_set import ModelSet, PreparedCase
 
 
 #: How many predicted cases may wait for the background writer before prediction waits for it.
@@ -162,7 +165,7 @@ def _read_ahead(cases: Sequence[Path], read: Callable[[Path], Any]) -> Iterator[
             yield path, pending.pop(0)
 
 
-def _read_case(path: Path, *, series: str | None, models: Any) -> tuple[CTImage, CTImage, Any]:
+def _read_case(path: Path, *, series: str | None, models: ModelSet) -> tuple[CTImage, CTImage, PreparedCase]:
     """The input as loaded, the same turned to the canonical orientation, and that preprocessed."""
     image = load_image(path) if series is None or path.is_file() else _load_series(path, series)
     canonical = image.reoriented()
@@ -175,7 +178,7 @@ def _load_series(folder: Path, series: str) -> CTImage:
     return load_dicom_series(folder, series)
 
 
-def _ensemble_case(models: Any, image: CTImage, canonical: CTImage, prepared: Any,
+def _ensemble_case(models: ModelSet, image: CTImage, canonical: CTImage, prepared: PreparedCase,
                    settings: _CaseSettings) -> _EnsembledCase:
     """Every model on the device, combined from running sums into one mask."""
     from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
