@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ichseg.engine.inference import MirrorBatchingPredictor
-from ichseg.prediction import _read_ahead
+from ichseg.segmenter import _read_ahead
 
 
 class AsymmetricNet(nn.Module):

@@ -41,7 +41,7 @@ def test_recipe_round_trips_through_its_dictionary():
     (lambda r: r.update(folds=[0, 5]), "folds"),
     (lambda r: r.update(colour="red"), "unknown field(s) ['colour']"),
     (lambda r: r["training"].update(epochs=0), "epochs"),
-    (lambda r: r.update(ensemble={"strategy": "median"}), "ensemble.strategy"),
+    (lambda r: r.update(ensemble={"strategy": "median"}), "unknown ensemble strategy 'median'"),
 ])
 def test_malformed_recipe_file_is_a_one_line_error(tmp_path, change, message):
     data = load_recipe("li2022").to_dict()

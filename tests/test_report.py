@@ -18,6 +18,7 @@ from ichseg.errors import InputError, OutputExistsError
 from ichseg.io import load_image
 from ichseg.io.dicom import load_dicom_series, write_ct_series
 from ichseg.report import outputs as outputs_module
+from ichseg.report.options import OutputOptions
 from ichseg.report.outputs import write_batch_outputs, write_case_outputs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -111,7 +112,7 @@ def test_no_identifiers_by_default(dicom_case, tmp_path):
 
 def test_identifiers_when_asked(dicom_case, tmp_path):
     image, mask = dicom_case
-    case = write_case_outputs(image, mask, tmp_path, keep_identifiers=True)
+    case = write_case_outputs(image, mask, tmp_path, OutputOptions(keep_identifiers=True))
     write_batch_outputs([case], [], tmp_path)
     summary = json.loads((tmp_path / "ct.json").read_text())
     assert {k: summary["identifiers"][k] for k in IDENTIFIERS} == IDENTIFIERS
@@ -131,7 +132,7 @@ def test_refuses_before_writing_anything(dicom_case, tmp_path):
     with pytest.raises(OutputExistsError, match="ct.png"):
         write_case_outputs(image, mask, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["ct.png"]
-    write_case_outputs(image, mask, tmp_path, overwrite=True)
+    write_case_outputs(image, mask, tmp_path, OutputOptions(overwrite=True))
     assert (tmp_path / "ct.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -150,12 +151,12 @@ def test_a_failure_midway_leaves_no_partial_outputs(dicom_case, tmp_path, monkey
 def test_nifti_input_has_no_dicom_seg(tmp_path):
     image = head_phantom(shape=(5, 32, 32))
     mask = image.array > 60
-    case = write_case_outputs(image, mask, tmp_path, name="scan", html=False, preview=False)
+    case = write_case_outputs(image, mask, tmp_path, OutputOptions(html=False, preview=False), name="scan")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.json", "scan.nii.gz"]
     assert case.summary["input"]["format"] == "image file"
     assert "dicom" not in case.summary["input"]
     with pytest.raises(InputError, match="needs a DICOM input series"):
-        write_case_outputs(image, mask, tmp_path / "other", name="scan", dicom_seg=True)
+        write_case_outputs(image, mask, tmp_path / "other", OutputOptions(dicom_seg=True), name="scan")
     assert not (tmp_path / "other").exists()
 
 

@@ -33,6 +33,10 @@ _API = {
     "load_image": "ichseg.io",
     "load_recipe": "ichseg.recipes",
     "demo": "ichseg.demo",
+    "Segmenter": "ichseg.segmenter",
+    "Segmentation": "ichseg.segmenter",
+    "EnsembleSpec": "ichseg.ensemble.spec",
+    "OutputOptions": "ichseg.report.options",
 }
 
 __all__ = sorted(_API)

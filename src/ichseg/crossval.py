@@ -9,26 +9,27 @@ group (the fold that held it out), so the ensembles here combine C = number of g
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ichseg.atomic import write_text
+from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import ModelError
 from ichseg.io.image import load_image
 from ichseg.models import ModelFolder
 from ichseg.progress import progress_bar
 from ichseg.training import load_out_of_fold
-from ichseg.workspace import Workspace
+from ichseg.workspace import Workspace, WorkspaceLike
 
-#: Ensemble strategies compared in the report: label -> (strategy, parameters).
-STRATEGIES: dict[str, tuple[str, dict[str, Any]]] = {
-    "mean probability": ("mean", {}),
-    "majority vote": ("vote", {}),
-    "uncertainty (printed HR)": ("uncertainty", {"reading": "printed"}),
-    "uncertainty (majority HR)": ("uncertainty", {"reading": "majority"}),
+#: Ensemble strategies compared in the report, by label.
+STRATEGIES: dict[str, EnsembleSpec] = {
+    "mean probability": EnsembleSpec("mean"),
+    "majority vote": EnsembleSpec("vote"),
+    "uncertainty (printed HR)": EnsembleSpec("uncertainty", reading="printed"),
+    "uncertainty (majority HR)": EnsembleSpec("uncertainty", reading="majority"),
 }
 
 
@@ -49,12 +50,10 @@ class CVReport:
     groups: list[str]
 
 
-def _workspace_of(folder: ModelFolder, workspace: str | Path | Workspace | None) -> Workspace:
+def _workspace_of(folder: ModelFolder, workspace: WorkspaceLike) -> Workspace:
     """The workspace holding the references: given, or the one the model folder lives in."""
-    if isinstance(workspace, Workspace):
-        return workspace.resolved()
     if workspace is not None:
-        return Workspace.open(workspace)
+        return Workspace.coerce(workspace)
     return Workspace.open(folder.path.resolve().parents[2])
 
 
@@ -77,23 +76,21 @@ def load_out_of_fold_cases(folder: ModelFolder, workspace: str | Path | Workspac
     return cases
 
 
-def ensemble_out_of_fold(case: OutOfFoldCase, strategy: str, params: dict[str, Any]) -> tuple[np.ndarray, Any]:
+def ensemble_out_of_fold(case: OutOfFoldCase, spec: EnsembleSpec) -> tuple[np.ndarray, Any]:
     """One case's ensemble mask over its groups' out-of-fold probabilities."""
     from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
 
     accumulator = EnsembleAccumulator(case.reference.shape)
     for probability in case.probabilities.values():
         accumulator.add(probability)
-    result = ensemble_mask(strategy, accumulator, **params)
+    result = ensemble_mask(spec.strategy, accumulator, **spec.params())
     return np.asarray(result.mask, dtype=bool), result
 
 
-def recipe_ensemble(folder: ModelFolder) -> tuple[str, dict[str, Any]]:
-    """The recipe's own ensemble strategy and parameters (N2 left to default to floor(C/2))."""
-    settings = dict(folder.recipe.ensemble)
-    strategy = settings.pop("strategy")
-    settings.pop("n2", None)
-    return strategy, settings
+def recipe_ensemble(folder: ModelFolder) -> EnsembleSpec:
+    """The recipe's own ensemble (N2 left to default to floor(C/2): out of fold, C is the number
+    of groups)."""
+    return replace(EnsembleSpec.from_dict(folder.recipe.ensemble), n2=None)
 
 
 def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None, *,
@@ -114,8 +111,8 @@ def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None
     for case in progress_bar(cases, "Evaluating out-of-fold predictions", progress):
         for group, probability in case.probabilities.items():
             results[group].append(case_metrics(probability > 0.5, case.reference, case.spacing, nsd_tolerance_mm))
-        for label, (strategy, params) in methods.items():
-            mask, _ = ensemble_out_of_fold(case, strategy, params)
+        for label, spec in methods.items():
+            mask, _ = ensemble_out_of_fold(case, spec)
             results[f"ensemble: {label}"].append(case_metrics(mask, case.reference, case.spacing, nsd_tolerance_mm))
     markdown = summary_table(results, metrics=("dice", "hd", "rvd", "nsd"), fmt="markdown")
     csv = summary_table(results, metrics=("dice", "hd", "rvd", "nsd"), fmt="csv")
@@ -134,13 +131,11 @@ def select_postprocessing(model: str | Path, workspace: str | Path | Workspace |
 
     folder = ModelFolder.open(model)
     cases = load_out_of_fold_cases(folder, workspace, progress)
-    strategy, params = recipe_ensemble(folder)
-    if len(cases[0].probabilities) == 1:
-        strategy, params = "mean", {}
-    triples = [(ensemble_out_of_fold(c, strategy, params)[0], c.reference, c.spacing) for c in cases]
+    spec = recipe_ensemble(folder) if len(cases[0].probabilities) > 1 else EnsembleSpec("mean")
+    triples = [(ensemble_out_of_fold(c, spec)[0], c.reference, c.spacing) for c in cases]
     selection = select_rule(triples, candidates, DEFAULT_MARGIN if margin is None else margin)
     save_rule(folder.postprocessing_file, selection.chosen, extra={
-        "selected_on": f"{len(cases)} out-of-fold cases, ensemble {strategy}",
+        "selected_on": f"{len(cases)} out-of-fold cases, ensemble {spec.strategy}",
         "selection": selection.as_dict(),
     }, overwrite=True)
     return selection

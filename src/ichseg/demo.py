@@ -41,7 +41,7 @@ def demo(workspace: str | Path | Workspace | None = None, *, n_train: int = 10, 
     from ichseg.training import plan, train
 
     start = time.perf_counter()
-    ws = workspace.resolved() if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    ws = Workspace.coerce(workspace)
     data = ws.root / "demo-data"
     output = ws.root / "demo-output"
     for folder in (data, output):

@@ -35,24 +35,15 @@ class ModelOutput:
 
 
 class ModelSet:
-    def __init__(self, folder: ModelFolder, device: torch.device, *, groups: Sequence[str] | None = None,
-                 folds: Sequence[int | str] | None = None, use_mirroring: bool = True,
-                 tile_step_size: float = 0.5, verbose: bool = False) -> None:
-        models = folder.require_models()
-        if groups:
-            unknown = set(groups) - {m.group for m in models}
-            if unknown:
-                raise ModelError(f"{folder.path}: no trained group(s) {sorted(unknown)}")
-            models = [m for m in models if m.group in groups]
-        if folds is not None:
-            models = [m for m in models if m.fold in folds]
-            if not models:
-                raise ModelError(f"{folder.path}: no trained model for fold(s) {list(folds)}")
+    """The networks of ``models`` (see :meth:`ModelFolder.select`), loaded onto ``device``."""
+
+    def __init__(self, folder: ModelFolder, models: Sequence[TrainedModel], device: torch.device, *,
+                 use_mirroring: bool = True, tile_step_size: float = 0.5, verbose: bool = False) -> None:
         self.folder = folder
         self.preprocessing = folder.preprocessing
-        self.models: list[TrainedModel] = models
+        self.models: list[TrainedModel] = list(models)
         self.networks = [TrainedNetwork(m.nnunet_folder, m.fold, device, use_mirroring=use_mirroring,
-                                        tile_step_size=tile_step_size, verbose=verbose) for m in models]
+                                        tile_step_size=tile_step_size, verbose=verbose) for m in self.models]
         keys = {n.preprocessing_key[:2] for n in self.networks}
         if len(keys) > 1:
             raise ModelError(f"{folder.path}: models were planned on different data sets or plans {sorted(keys)}")

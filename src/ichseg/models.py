@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,21 @@ class ModelFolder:
             for name in ("plans.json", "dataset.json"):
                 if not (model.nnunet_folder / name).is_file():
                     raise ModelError(f"{model.nnunet_folder}: incomplete model folder ({name} missing)")
+        return models
+
+    def select(self, groups: Sequence[str] | None = None,
+               folds: Sequence[int | str] | None = None) -> list[TrainedModel]:
+        """The finished models of ``groups`` and ``folds`` (all when None), checked to exist."""
+        models = self.require_models()
+        if groups:
+            unknown = set(groups) - {m.group for m in models}
+            if unknown:
+                raise ModelError(f"{self.path}: no trained group(s) {sorted(unknown)}")
+            models = [m for m in models if m.group in groups]
+        if folds is not None:
+            models = [m for m in models if m.fold in folds]
+            if not models:
+                raise ModelError(f"{self.path}: no trained model for fold(s) {list(folds)}")
         return models
 
     @property

@@ -128,7 +128,7 @@ def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Pat
 
 
 def _workspace(workspace: str | Path | Workspace | None) -> Workspace:
-    return workspace.resolved() if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    return Workspace.coerce(workspace)
 
 
 def _planned_folder(ws: Workspace, dataset: str, rec: Recipe) -> str:
@@ -191,7 +191,7 @@ def _write_out_of_fold(folder: ModelFolder, ws: Workspace, base_folder: str, gro
     todo = [c for c in cases if not (oof_dir / f"{c}.npz").is_file()]
     if not todo:
         return
-    models = ModelSet(folder, device, groups=[group], folds=[fold])
+    models = ModelSet(folder, folder.select([group], [fold]), device)
     task = bar.add_task(f"  {group} fold {fold}: out-of-fold predictions", total=len(todo))
     for case in todo:
         image = load_image(ws.raw / base_folder / "imagesTr" / f"{case}{IMAGE_SUFFIX}")

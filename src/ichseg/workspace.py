@@ -45,6 +45,11 @@ class Workspace:
     def open(cls, root: str | os.PathLike | None = None) -> Workspace:
         return cls(Path(root) if root is not None else default_workspace()).resolved()
 
+    @classmethod
+    def coerce(cls, workspace: WorkspaceLike) -> Workspace:
+        """A workspace given as an object, a path, or None (the default one), made absolute."""
+        return workspace.resolved() if isinstance(workspace, Workspace) else cls.open(workspace)
+
     def resolved(self) -> Workspace:
         return Workspace(self.root.expanduser().absolute())
 
@@ -100,3 +105,7 @@ class Workspace:
 
     def model_dir(self, dataset: str, recipe: str) -> Path:
         return self.models / dataset / recipe
+
+
+#: What every function that takes a workspace accepts: a Workspace, a folder, or None (default).
+WorkspaceLike = Workspace | str | os.PathLike | None

@@ -45,15 +45,16 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ichseg.prediction import predict
+    from ichseg.report.options import OutputOptions
 
     params = {"th": args.th, "n1": args.n1, "n2": args.n2, "reading": args.reading}
+    options = OutputOptions(keep_identifiers=args.keep_identifiers, preview=not args.no_report,
+                            html=not args.no_report, overwrite=args.overwrite)
     result = predict(args.input, args.output, args.model, dataset=args.dataset, recipe=args.recipe,
                      workspace=args.workspace, ensemble=args.ensemble, ensemble_params=params,
                      groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,
-                     device=args.device, mirroring=not args.no_mirroring, step_size=args.step_size,
-                     series=args.series, keep_identifiers=args.keep_identifiers,
-                     preview=not args.no_report, html=not args.no_report, overwrite=args.overwrite,
-                     verbose=args.verbose)
+                     options=options, device=args.device, mirroring=not args.no_mirroring,
+                     step_size=args.step_size, series=args.series, verbose=args.verbose)
     print(f"{len(result.cases)} case(s) written to {result.output_dir}")
     for name, message in result.failures:
         print(f"ichseg: error: {message if name in message else f'{name}: {message}'}", file=sys.stderr)

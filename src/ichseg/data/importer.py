@@ -108,7 +108,7 @@ def import_dataset(source: str | os.PathLike, name: str,
     Raises :class:`OutputExistsError` if the data set exists and ``overwrite`` is false, and
     :class:`InputError` listing every problem found (nothing is imported then).
     """
-    workspace = workspace.resolved() if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    workspace = Workspace.coerce(workspace)
     folder_name = workspace.new_dataset_folder_name(name)
     destination = workspace.raw / folder_name
     refuse_existing(destination, overwrite)

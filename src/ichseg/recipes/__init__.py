@@ -14,12 +14,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ichseg.ensemble.rules import EnsembleError
+from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import RecipeError
 from ichseg.preprocessing.pipeline import CTPreprocessing
 
 CONFIGURATIONS = ("2d", "3d_fullres")
 OPTIMIZERS = ("sgd", "adam")
-ENSEMBLE_STRATEGIES = ("mean", "vote", "uncertainty")
 MAX_FOLDS = 5
 
 
@@ -195,8 +196,10 @@ class Recipe:
             raise RecipeError(f"{where}.folds: expected a list of folds from 0 to {MAX_FOLDS - 1}")
         ensemble = _check_fields(data.get("ensemble", {"strategy": "mean"}),
                                  {"strategy", "th", "n1", "n2", "reading"}, f"{where}.ensemble")
-        if ensemble.get("strategy") not in ENSEMBLE_STRATEGIES:
-            raise RecipeError(f"{where}.ensemble.strategy: expected one of {', '.join(ENSEMBLE_STRATEGIES)}")
+        try:
+            EnsembleSpec.from_dict(ensemble)
+        except EnsembleError as error:
+            raise RecipeError(f"{where}.ensemble: {error}") from None
         try:
             preprocessing = CTPreprocessing.from_dict(data.get("preprocessing"))
         except RecipeError as error:

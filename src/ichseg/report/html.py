@@ -184,7 +184,9 @@ def _case_cards(summary: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
          _ranges(slices["involved"]) if slices["involved"] else "none", ""),
     ]
     uncertainty = summary.get("uncertainty")
-    if uncertainty:
+    if uncertainty and uncertainty.get("n_models", 1) == 1:
+        cards.append(("Ensemble", "single model", "no uncertainty measure", ""))
+    elif uncertainty:
         hr = uncertainty.get("hr")
         cards.append(("Ensemble uncertainty", f"HR {hr:.3f}" if hr is not None else "HR –",
                       str(uncertainty.get("rule", "")), ""))

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,10 @@ from ichseg.clinical.measures import case_measures
 from ichseg.errors import InputError
 from ichseg.io.image import CTImage, save_mask
 from ichseg.report.html import BatchRow, render_batch, render_case
+from ichseg.report.options import OutputOptions
+
+if TYPE_CHECKING:
+    from ichseg.segmenter import Segmentation
 
 #: DICOM attributes that describe the acquisition in a case's JSON and report.
 DESCRIPTIVE_DICOM = ("Modality", "SeriesDescription", "SeriesNumber", "BodyPartExamined",
@@ -71,19 +75,18 @@ def case_file_names(name: str, *, votes: bool, preview: bool, html: bool,
     return names
 
 
-def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathLike, *,
-                       name: str | None = None, vote_map: np.ndarray | None = None,
-                       uncertainty: Mapping[str, Any] | None = None,
+def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathLike,
+                       options: OutputOptions = OutputOptions(), *, name: str | None = None,
+                       vote_map: np.ndarray | None = None, uncertainty: Mapping[str, Any] | None = None,
                        postprocessing: Mapping[str, Any] | None = None,
-                       reference: np.ndarray | None = None, keep_identifiers: bool = False,
-                       dicom_seg: bool | None = None, preview: bool = True, html: bool = True,
-                       overwrite: bool = False) -> CaseOutputs:
+                       reference: np.ndarray | None = None) -> CaseOutputs:
     """Write one case's outputs (see the module's docstring) and return what was written.
 
     ``image`` is the input as loaded (for a DICOM series, not reoriented) and ``mask``,
-    ``vote_map`` and ``reference`` are in its geometry. ``name`` defaults to the input's name;
-    ``dicom_seg`` defaults to whether the input was a DICOM series.
+    ``vote_map`` and ``reference`` are in its geometry. ``name`` defaults to the input's name.
+    The vote map is written when given (``options.save_votes`` is for :func:`write_segmentation`).
     """
+    keep_identifiers, overwrite = options.keep_identifiers, options.overwrite
     name = name or image.name
     for what, array in (("mask", mask), ("vote map", vote_map), ("reference", reference)):
         if array is not None and np.shape(array) != image.shape:
@@ -91,12 +94,12 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
                              f"{image.shape}")
     mask = np.asarray(mask) != 0
     is_dicom = "dicom" in image.metadata
-    dicom_seg = is_dicom if dicom_seg is None else dicom_seg
+    dicom_seg = is_dicom if options.dicom_seg is None else options.dicom_seg
     if dicom_seg and not is_dicom:
         raise InputError(f"{name}: a DICOM-SEG needs a DICOM input series")
     out_dir = Path(out_dir)
-    names = case_file_names(name, votes=vote_map is not None, preview=preview, html=html,
-                            dicom_seg=dicom_seg)
+    names = case_file_names(name, votes=vote_map is not None, preview=options.preview,
+                            html=options.html, dicom_seg=dicom_seg)
     paths = {kind: out_dir / file_name for kind, file_name in names.items()}
     thumbnail = None
     with ExitStack() as stack:
@@ -114,11 +117,22 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
             save_mask(image, vote_map, staged["votes"], overwrite=True)
         write_json(staged["json"], summary, overwrite=True)
         preview_png = None
-        if preview:
+        if options.preview:
             preview_png, thumbnail = _pictures(image, mask, staged["preview"], summary)
-        if html:
+        if options.html:
             write_text(staged["html"], render_case(summary, preview_png), overwrite=True)
     return CaseOutputs(name=name, files=paths, summary=summary, thumbnail_png=thumbnail)
+
+
+def write_segmentation(segmentation: Segmentation, out_dir: str | os.PathLike,
+                       options: OutputOptions = OutputOptions(), *, votes: bool | None = None) -> CaseOutputs:
+    """Write a :class:`~ichseg.segmenter.Segmentation`'s files; ``votes`` (default: as
+    ``options.save_votes``, else when several models voted) decides the vote map."""
+    if votes is None:
+        votes = options.save_votes if options.save_votes is not None else segmentation.ensemble.get("n_models", 1) > 1
+    return write_case_outputs(segmentation.image, segmentation.mask.array, out_dir, options,
+                              vote_map=segmentation.votes.array if votes else None,
+                              uncertainty=segmentation.ensemble, postprocessing=segmentation.postprocessing)
 
 
 def case_summary(image: CTImage, mask: np.ndarray, *, name: str,

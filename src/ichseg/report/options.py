@@ -1,0 +1,21 @@
+"""What is written for each segmented case, as one typed value (no torch, no plotting imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which files a case gets and how they are written.
+
+    ``dicom_seg`` None means: for DICOM input. ``save_votes`` None means: when several models
+    vote. Patient identifiers stay out of every file unless ``keep_identifiers``.
+    """
+
+    keep_identifiers: bool = False
+    dicom_seg: bool | None = None
+    preview: bool = True
+    html: bool = True
+    save_votes: bool | None = None
+    overwrite: bool = False

@@ -1,0 +1,268 @@
+"""A trained model folder held in memory: CT in, segmentation out, no file written.
+
+:class:`Segmenter` loads the networks once (:meth:`Segmenter.load`); :meth:`Segmenter.segment`
+turns one CT (a :class:`CTImage`, a bare array with its spacing, or a file / DICOM folder) into a
+:class:`Segmentation` in the input's own geometry; :meth:`Segmenter.predict_folder` runs many cases
+with reading, the networks and writing overlapped, and writes each case's files. Both go through
+the same steps, so a mask in memory equals, voxel for voxel, the mask ``ichseg predict`` writes.
+
+Steps per case: read, turn to the canonical orientation, preprocess once per configuration (the
+model set), every model's probability into running sums, the ensemble rule, back to the input's
+orientation, the model folder's postprocessing rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from ichseg.ensemble.spec import EnsembleSpec
+from ichseg.errors import IchsegError, InputError
+from ichseg.io.image import CTImage, load_image
+from ichseg.io.inputs import find_cases
+from ichseg.progress import make_progress
+from ichseg.report.options import OutputOptions
+
+if TYPE_CHECKING:  # imported at run time only where used: they load torch and nnU-Net
+    from ichseg.postprocessing.rules import Rule
+    from ichseg.report.outputs import CaseOutputs
+
+#: How many segmented cases may wait for the background writer before prediction waits for it.
+_WRITES_AHEAD = 2
+
+#: The ensemble description of a case segmented by one model: there is nothing to combine, so
+#: no half ratio is reported.
+SINGLE_MODEL = "single model"
+
+
+class ModelOutputLike(Protocol):
+    probability: Any
+
+
+class ModelSetLike(Protocol):
+    """What a :class:`Segmenter` needs of its models (``ichseg.model_set.ModelSet``, or a fake)."""
+
+    def __len__(self) -> int: ...
+
+    def prepare(self, image: CTImage) -> Any: ...
+
+    def probabilities(self, prepared: Any) -> Iterable[ModelOutputLike]: ...
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One case's result, in the geometry of the input as given.
+
+    ``mask`` holds 0/1 (uint8) and ``votes`` the number of models marking each voxel (0..C);
+    ``ensemble`` describes how the models were combined (strategy, C, HR, branch of the rule) and
+    ``postprocessing`` what the model folder's component rule removed (None without a rule).
+    """
+
+    image: CTImage
+    mask: CTImage
+    votes: CTImage
+    ensemble: dict[str, Any]
+    postprocessing: dict[str, Any] | None = None
+
+    @property
+    def volume_ml(self) -> float:
+        return float(np.count_nonzero(self.mask.array)) * self.mask.voxel_volume_ml
+
+    def measures(self) -> dict[str, Any]:
+        """Volume, ABC/2, components and slices (as in the case's JSON)."""
+        from ichseg.clinical.measures import case_measures
+
+        return case_measures(self.mask.array, self.mask.spacing)
+
+
+@dataclass
+class PredictionResult:
+    output_dir: Path
+    cases: list[CaseOutputs] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Ensembled:
+    """One case's ensemble on the canonical grid, before it goes back to the input's geometry."""
+
+    image: CTImage
+    canonical: CTImage
+    mask: np.ndarray
+    votes: np.ndarray
+    ensemble: dict[str, Any]
+
+
+class Segmenter:
+    """A model set, an ensemble rule and a postprocessing rule, ready for many cases."""
+
+    def __init__(self, models: ModelSetLike, ensemble: EnsembleSpec | None = None,
+                 rule: Rule | None = None) -> None:
+        self.models = models
+        self.ensemble = ensemble or EnsembleSpec()
+        self.ensemble.check_models(len(models))
+        self.rule = rule
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, device: str = "auto", groups: Sequence[str] | None = None,
+             folds: Sequence[int | str] | None = None, ensemble: EnsembleSpec | None = None,
+             mirroring: bool = True, step_size: float = 0.5, postprocess: bool = True,
+             verbose: bool = False) -> Segmenter:
+        """Load the folder's networks (all, or those of ``groups`` and ``folds``) onto ``device``.
+
+        ``ensemble`` defaults to the recipe's; the folder's saved postprocessing rule is applied
+        unless ``postprocess`` is false. Everything that can be checked without torch is checked
+        before the networks load.
+        """
+        from ichseg.models import ModelFolder
+        from ichseg.postprocessing import load_rule
+
+        folder = ModelFolder.open(model_dir)
+        selected = folder.select(groups, folds)
+        spec = ensemble or EnsembleSpec.from_dict(folder.recipe.ensemble)
+        spec.check_models(len(selected))
+        rule = load_rule(folder.postprocessing_file) if postprocess and folder.postprocessing_file.is_file() else None
+
+        from ichseg.engine import resolve_device
+        from ichseg.model_set import ModelSet
+
+        models = ModelSet(folder, selected, resolve_device(device), use_mirroring=mirroring,
+                          tile_step_size=step_size, verbose=verbose)
+        return cls(models, spec, rule)
+
+    def segment(self, image: CTImage | np.ndarray | str | Path,
+                spacing: Sequence[float] | None = None, *, series: str | None = None) -> Segmentation:
+        """Segment one CT in memory.
+
+        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file or DICOM
+        series folder; ``series`` picks a SeriesInstanceUID), or a bare array of Hounsfield units.
+        A bare array is indexed (z, y, x) — slices first, then rows, then columns — with
+        ``spacing`` (z, y, x) in mm, and is taken to lie in the canonical LPS orientation with an
+        identity direction: x runs to the patient's left, y to posterior, z to superior. The
+        result's arrays have the input's shape and orientation.
+        """
+        source = _as_image(image, spacing, series)
+        canonical = source.reoriented()
+        return self._finish(self._ensemble(source, canonical, self.models.prepare(canonical)))
+
+    def predict_folder(self, inputs: str | Path | Sequence[Path], output_dir: str | Path,
+                       options: OutputOptions = OutputOptions(), *, series: str | None = None,
+                       progress: bool = True) -> PredictionResult:
+        """Segment every case of ``inputs`` (see :func:`ichseg.io.inputs.find_cases`) and write its
+        files into ``output_dir``; a case that fails is listed and the others go on.
+
+        The next case is read while the networks work on this one; outputs are written in the
+        background, with at most a few finished cases waiting (bounded memory).
+        """
+        from ichseg.report.outputs import write_batch_outputs
+
+        cases = find_cases(inputs) if isinstance(inputs, (str, Path)) else list(inputs)
+        output_dir = Path(output_dir)
+        result = PredictionResult(output_dir)
+        with make_progress(progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="ichseg-write") as writer:
+            task = bar.add_task(f"Predicting with {len(self.models)} model(s)", total=len(cases))
+            writing: list[tuple[Path, Future[CaseOutputs]]] = []
+            for path, reading in _read_ahead(cases, partial(self._read, series=series)):
+                try:
+                    ensembled = self._ensemble(*reading.result())
+                except IchsegError as error:
+                    result.failures.append((path.name, str(error)))
+                    bar.advance(task)
+                    continue
+                written = writer.submit(self._write, ensembled, output_dir, options)
+                written.add_done_callback(lambda _: bar.advance(task))
+                writing.append((path, written))
+                if len(writing) > _WRITES_AHEAD:  # cases waiting to be written hold memory: keep them few
+                    wait([writing[-_WRITES_AHEAD - 1][1]])
+            for path, written in writing:
+                try:
+                    result.cases.append(written.result())
+                except IchsegError as error:
+                    result.failures.append((path.name, str(error)))
+        if result.cases or result.failures:
+            write_batch_outputs(result.cases, result.failures, output_dir, overwrite=True)
+        return result
+
+    def _read(self, path: Path, *, series: str | None) -> tuple[CTImage, CTImage, Any]:
+        """The input as loaded, the same in the canonical orientation, and that preprocessed."""
+        image = _as_image(path, None, series)
+        canonical = image.reoriented()
+        return image, canonical, self.models.prepare(canonical)
+
+    def _ensemble(self, image: CTImage, canonical: CTImage, prepared: Any) -> _Ensembled:
+        """Every model on the device, combined from running sums into one mask."""
+        from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
+
+        accumulator = EnsembleAccumulator(canonical.shape)
+        for output in self.models.probabilities(prepared):
+            accumulator.add(output.probability)
+        result = ensemble_mask(self.ensemble.strategy, accumulator, **self.ensemble.params())
+        description = result.as_dict() if result.n_models > 1 else {"strategy": SINGLE_MODEL, "n_models": 1}
+        return _Ensembled(image, canonical, _numpy(result.mask).astype(np.uint8),
+                          _numpy(accumulator.votes).astype(np.uint8), description)
+
+    def _finish(self, case: _Ensembled) -> Segmentation:
+        """Back to the input's geometry, postprocessed by the folder's rule."""
+        from ichseg.postprocessing import apply_rule
+
+        image = case.image
+        mask = to_input_geometry(case.canonical, case.mask, image)
+        votes = to_input_geometry(case.canonical, case.votes, image)
+        postprocessing = None
+        if self.rule is not None:
+            mask, postprocessing = apply_rule(mask, image.spacing, self.rule)
+        return Segmentation(image, image.with_array(mask.astype(np.uint8)), image.with_array(votes),
+                            case.ensemble, postprocessing)
+
+    def _write(self, case: _Ensembled, output_dir: Path, options: OutputOptions) -> CaseOutputs:
+        from ichseg.report.outputs import write_segmentation
+
+        return write_segmentation(self._finish(case), output_dir, options)
+
+
+def _as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float] | None,
+              series: str | None) -> CTImage:
+    if isinstance(image, CTImage):
+        return image
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if series is None or path.is_file():
+            return load_image(path)
+        from ichseg.io.dicom import load_dicom_series
+
+        return load_dicom_series(path, series)
+    array = np.asarray(image)
+    if array.ndim != 3:
+        raise InputError(f"a CT array must be 3D (z, y, x), got shape {array.shape}")
+    if spacing is None or len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(f"a bare CT array needs its spacing: three positive (z, y, x) sizes in mm, got {spacing!r}")
+    return CTImage(array, tuple(float(s) for s in spacing))  # type: ignore[arg-type]
+
+
+def _read_ahead(cases: Sequence[Path], read: Callable[[Path], Any]) -> Iterator[tuple[Path, Future[Any]]]:
+    """Each case with its reading, started one case ahead in a background thread, so that
+    reading and preprocessing the next case overlap the networks' work on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="ichseg-read") as reader:
+        pending = [reader.submit(read, path) for path in cases[:1]]
+        for index, path in enumerate(cases):
+            if index + 1 < len(cases):
+                pending.append(reader.submit(read, cases[index + 1]))
+            yield path, pending.pop(0)
+
+
+def to_input_geometry(canonical: CTImage, array: np.ndarray, original: CTImage) -> np.ndarray:
+    """An array on the canonical grid, permuted and flipped back onto the input's grid."""
+    back = canonical.with_array(array).reoriented(original.orientation)
+    if back.shape != original.shape:
+        raise RuntimeError(f"reorientation changed the shape {original.shape} -> {back.shape}")
+    return back.array
+
+
+def _numpy(array: Any) -> np.ndarray:
+    return array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
