@@ -13,7 +13,7 @@ import pytest
 from ichseg import cli
 from ichseg.errors import InputError, OutputExistsError
 from ichseg.io import CTImage, save_mask
-from ichseg.metrics import case_metrics, compare, evaluate, evaluate_folders
+from ichseg.metrics import case_metrics, compare_methods, evaluate, evaluate_folders
 
 SPACING = (5.0, 0.42, 0.45)
 #: The spacing as a NIfTI header stores it (float32), which is what evaluation reads back.
@@ -164,7 +164,7 @@ def test_compare_ranks_methods_and_writes_one_table(cases, tmp_path):
     for index in range(4):
         write(perfect / f"c{index}.nii.gz", reference_mask(index))
     out = tmp_path / "comparison"
-    comparison = compare([pred, perfect], ref, out, workers=1, progress=False)
+    comparison = compare_methods([pred, perfect], ref, out, workers=1, progress=False)
 
     assert [row["method"] for row in comparison.ranking] == ["perfect", "model_a"]
     assert comparison.ranking[0]["rank_dice"] < comparison.ranking[1]["rank_dice"]
@@ -183,7 +183,7 @@ def test_compare_refuses_two_methods_with_one_name(cases, tmp_path):
     twin = tmp_path / "other" / pred.name
     write(twin / "c0.nii.gz", reference_mask(0))
     with pytest.raises(InputError, match="several prediction folders are named 'model_a'"):
-        compare([pred, twin], ref, workers=1, progress=False)
+        compare_methods([pred, twin], ref, workers=1, progress=False)
 
 
 @pytest.fixture

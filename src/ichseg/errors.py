@@ -32,3 +32,9 @@ class WorkspaceError(IchsegError):
 
 class ModelError(IchsegError):
     """A trained model folder is incomplete or does not fit the request."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries' messages span many), or its type."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

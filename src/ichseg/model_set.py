@@ -16,7 +16,7 @@ import torch
 
 from ichseg.engine.inference import PreprocessedCase, PreprocessingKey, TrainedNetwork
 from ichseg.errors import ModelError
-from ichseg.io.image import CTImage
+from ichseg.io.ctimage import CTImage
 from ichseg.models import ModelFolder, TrainedModel
 
 

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ichseg.metrics import DEFAULT_NSD_TOLERANCE_MM, compare, evaluate
+    from ichseg.metrics import DEFAULT_NSD_TOLERANCE_MM, compare_methods, evaluate
 
     options = dict(
         nsd_tolerance_mm=DEFAULT_NSD_TOLERANCE_MM if args.tolerance is None else args.tolerance,
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         if args.pred or args.ref or args.compare_ref is None:
             raise InputError("use --compare PRED... --ref REF without positional PRED REF")
-        comparison = compare(args.compare, args.compare_ref, args.output, **options)
+        comparison = compare_methods(args.compare, args.compare_ref, args.output, **options)
         _print_comparison(comparison)
         evaluations = comparison.evaluations.items()
         ok = comparison.ok

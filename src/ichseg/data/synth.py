@@ -29,7 +29,8 @@ from scipy import ndimage
 
 from ichseg.atomic import atomic_dir, refuse_existing, write_text
 from ichseg.errors import InputError
-from ichseg.io.image import CTImage, save_image, save_mask
+from ichseg.io.ctimage import CTImage
+from ichseg.io.nifti import save_image, save_mask
 from ichseg.progress import make_progress
 
 # --------------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ from pydicom.multival import MultiValue
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ichseg.atomic import atomic_dir
-from ichseg.errors import InputError
-from ichseg.io.image import CTImage
+from ichseg.errors import InputError, first_line
+from ichseg.io.ctimage import CTImage
 
 #: Header attributes that identify a patient, a visit or the people and places involved. They go
 #: to ``metadata["identifiers"]`` and reach an output only when the user asks for them.
@@ -130,7 +130,7 @@ def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
                 raise InputError(f"{path}: not a valid DICOM file (no DICOM header)") from None
             continue
         except Exception as exc:  # pydicom raises many types for damaged files
-            raise InputError(f"{path}: corrupt DICOM file ({_first_line(exc)})") from None
+            raise InputError(f"{path}: corrupt DICOM file ({first_line(exc)})") from None
         media_class = getattr(getattr(header, "file_meta", None), "MediaStorageSOPClassUID", None)
         if media_class == _DICOMDIR_CLASS:
             continue
@@ -222,7 +222,7 @@ def _read_full(path: Path, where: str) -> Dataset:
     try:
         return pydicom.dcmread(path)
     except Exception as exc:  # damaged after listing, or unreadable past the header
-        raise InputError(f"{where}: file {path.name} is corrupt ({_first_line(exc)})") from None
+        raise InputError(f"{where}: file {path.name} is corrupt ({first_line(exc)})") from None
 
 
 def _check_slice_header(ds: Dataset, path: Path, where: str) -> None:
@@ -300,7 +300,7 @@ def _slice_hu(ds: Dataset, path: Path, where: str) -> np.ndarray:
         if syntax is not None and syntax.is_compressed:
             return _slice_hu_gdcm(ds, path, where, syntax)
         raise InputError(f"{where}: pixel data of file {path.name} cannot be decoded "
-                         f"({_first_line(exc)})") from None
+                         f"({first_line(exc)})") from None
     if stored.shape != (ds.Rows, ds.Columns):
         raise InputError(f"{where}: file {path.name} holds pixel data of shape {stored.shape}, "
                          f"expected {ds.Rows}x{ds.Columns}")
@@ -347,11 +347,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return int(value) if isinstance(value, int) else float(value)
     return str(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def write_ct_series(image: CTImage, folder: str | os.PathLike, *,

@@ -22,7 +22,7 @@ from pydicom.uid import generate_uid
 from ichseg import __version__
 from ichseg.atomic import atomic_file
 from ichseg.errors import InputError
-from ichseg.io.image import CTImage
+from ichseg.io.ctimage import CTImage
 
 SEGMENT_LABEL = "Intracranial hemorrhage"
 #: Segmentation property category (CID 7150) and type (SNOMED CT 1386000).

@@ -9,13 +9,13 @@ from ichseg.metrics.case import DEFAULT_NSD_TOLERANCE_MM, METRICS, Metric, case_
 from ichseg.metrics.evaluation import (
     Comparison,
     Evaluation,
-    compare,
-    evaluate,
+    compare_folders,
     evaluate_folders,
     match_cases,
 )
 from ichseg.metrics.ranking import RANKING_METRICS, rank_methods
 from ichseg.metrics.summary import rows_to_csv, summarize, summary_table
+from ichseg.metrics.writing import compare_methods, evaluate
 
 __all__ = [
     "DEFAULT_NSD_TOLERANCE_MM",
@@ -26,7 +26,8 @@ __all__ = [
     "Metric",
     "bland_altman_plot",
     "case_metrics",
-    "compare",
+    "compare_folders",
+    "compare_methods",
     "dice_boxplot",
     "evaluate",
     "evaluate_folders",

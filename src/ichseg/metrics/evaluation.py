@@ -1,5 +1,7 @@
 """Evaluating folders of predicted masks against reference masks, case by case, in parallel.
 
+This module computes; :mod:`ichseg.metrics.writing` puts the results into files.
+
 Cases are matched by name (the file name without its image extension): a reference without a
 prediction is reported as missing, a prediction without a reference as extra; nothing is guessed.
 A case that cannot be evaluated (unreadable file, different shape, spacing or orientation,
@@ -10,18 +12,18 @@ Spacing is taken from the reference, as the INSTANCE organizers took it from the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from ichseg.atomic import refuse_existing
 from ichseg.errors import IchsegError, InputError
-from ichseg.io.image import CTImage, case_name, is_image_file, load_image
+from ichseg.io.ctimage import CTImage, case_name
+from ichseg.io.image import load_image
+from ichseg.io.nifti import is_image_file
 from ichseg.metrics.case import (
     DEFAULT_NSD_TOLERANCE_MM,
     METRICS,
@@ -30,6 +32,7 @@ from ichseg.metrics.case import (
 )
 from ichseg.metrics.ranking import rank_methods
 from ichseg.metrics.summary import summarize
+from ichseg.progress import progress_bar
 
 PathLike = str | os.PathLike
 
@@ -79,7 +82,9 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class CasePair:
+class MaskPair:
+    """A predicted mask and its reference, under the case's name."""
+
     name: str
     pred: Path
     ref: Path
@@ -91,42 +96,29 @@ def evaluate_folders(pred_dir: PathLike, ref_dir: PathLike, *,
     """Metrics of every prediction with a reference of the same name (or of one pair of files).
 
     Cases run in a pool of ``workers`` processes (default: one per CPU core, at most one per
-    case); ``progress`` shows a progress bar on an interactive terminal.
+    case); ``progress`` reports the cases done on stderr (:mod:`ichseg.progress`).
     """
     evaluation, pairs = _plan(pred_dir, ref_dir, nsd_tolerance_mm)
     _fill([(evaluation, pairs)], workers, progress)
     return evaluation
 
 
-def evaluate(pred: PathLike, ref: PathLike, output_dir: PathLike | None = None, *,
-             nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, workers: int | None = None,
-             overwrite: bool = False, plots: bool = True, progress: bool = True) -> Evaluation:
-    """Evaluate predictions against references and, given ``output_dir``, write there
-    ``metrics.csv`` (per case), ``summary.json``, ``summary.md`` and PNG plots (Dice box plot,
-    Bland–Altman of volumes). The folder is written atomically and an existing one is replaced
-    only with ``overwrite``; that is checked before any case is evaluated.
-    """
-    from ichseg.metrics.outputs import write_evaluation
-
-    if output_dir is not None:
-        refuse_existing(Path(output_dir), overwrite)
-    evaluation = evaluate_folders(pred, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
-                                  progress=progress)
-    if output_dir is not None:
-        write_evaluation(evaluation, output_dir, overwrite=overwrite, plots=plots)
-    return evaluation
+def compare_folders(preds: Sequence[PathLike], ref: PathLike, *,
+                    nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, workers: int | None = None,
+                    progress: bool = True) -> Comparison:
+    """Evaluate several prediction folders against one reference, in one pool, and rank them the
+    INSTANCE way (:func:`~ichseg.metrics.rank_methods`). Method names are the folder names."""
+    names = method_names(preds)
+    plans = [_plan(path, ref, nsd_tolerance_mm) for path in preds]
+    _fill(plans, workers, progress)
+    evaluations = {name: evaluation for name, (evaluation, _) in zip(names, plans)}
+    results = {name: evaluation.rows for name, evaluation in evaluations.items()}
+    ranking = rank_methods(results) if any(results.values()) else []
+    return Comparison(Path(ref), evaluations, ranking)
 
 
-def compare(preds: Sequence[PathLike], ref: PathLike, output_dir: PathLike | None = None, *,
-            nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, workers: int | None = None,
-            overwrite: bool = False, plots: bool = True, progress: bool = True) -> Comparison:
-    """Evaluate several prediction folders against one reference and rank them the INSTANCE way
-    (:func:`~ichseg.metrics.rank_methods`). Method names are the folder names. Given
-    ``output_dir``, write ``metrics.csv`` (method, case, metrics), ``ranking.csv``,
-    ``summary.json``, ``summary.md`` and the PNG plots there, as :func:`evaluate` does.
-    """
-    from ichseg.metrics.outputs import write_comparison
-
+def method_names(preds: Sequence[PathLike]) -> list[str]:
+    """The folder names of ``preds``, which name their methods; refused when two coincide."""
     names = [case_name(Path(path).resolve()) for path in preds]
     if not names:
         raise InputError("no prediction folders to compare")
@@ -134,20 +126,10 @@ def compare(preds: Sequence[PathLike], ref: PathLike, output_dir: PathLike | Non
     if duplicates:
         raise InputError(f"several prediction folders are named {duplicates[0]!r}; method names "
                          f"are folder names, so give each folder its own name")
-    if output_dir is not None:
-        refuse_existing(Path(output_dir), overwrite)
-    plans = [_plan(path, ref, nsd_tolerance_mm) for path in preds]
-    _fill(plans, workers, progress)
-    evaluations = {name: evaluation for name, (evaluation, _) in zip(names, plans)}
-    results = {name: evaluation.rows for name, evaluation in evaluations.items()}
-    ranking = rank_methods(results) if any(results.values()) else []
-    comparison = Comparison(Path(ref), evaluations, ranking)
-    if output_dir is not None:
-        write_comparison(comparison, output_dir, overwrite=overwrite, plots=plots)
-    return comparison
+    return names
 
 
-def match_cases(pred: PathLike, ref: PathLike) -> tuple[list[CasePair], list[tuple[str, str]],
+def match_cases(pred: PathLike, ref: PathLike) -> tuple[list[MaskPair], list[tuple[str, str]],
                                                         list[str], list[str]]:
     """Pairs to evaluate, failures (names given by several files), missing and extra names.
 
@@ -158,7 +140,7 @@ def match_cases(pred: PathLike, ref: PathLike) -> tuple[list[CasePair], list[tup
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
     if pred.is_file() and ref.is_file():
-        return [CasePair(case_name(ref), pred, ref)], [], [], []
+        return [MaskPair(case_name(ref), pred, ref)], [], [], []
     if not (pred.is_dir() and ref.is_dir()):
         raise InputError(f"{pred} and {ref}: give two folders of masks or two mask files")
     pred_files, pred_clashes = _case_files(pred)
@@ -166,7 +148,7 @@ def match_cases(pred: PathLike, ref: PathLike) -> tuple[list[CasePair], list[tup
     clashes = {**pred_clashes, **ref_clashes}
     failures = [(name, f"several files for one case: {', '.join(clashes[name])}")
                 for name in sorted(clashes)]
-    pairs = [CasePair(name, pred_files[name], ref_files[name])
+    pairs = [MaskPair(name, pred_files[name], ref_files[name])
              for name in sorted(pred_files.keys() & ref_files.keys())]
     missing = sorted(ref_files.keys() - pred_files.keys() - clashes.keys())
     extra = sorted(pred_files.keys() - ref_files.keys() - clashes.keys())
@@ -187,7 +169,7 @@ def _case_files(folder: Path) -> tuple[dict[str, Path], dict[str, list[str]]]:
 
 
 def _plan(pred: PathLike, ref: PathLike,
-          nsd_tolerance_mm: float) -> tuple[Evaluation, list[CasePair]]:
+          nsd_tolerance_mm: float) -> tuple[Evaluation, list[MaskPair]]:
     check_tolerance(nsd_tolerance_mm)
     pairs, failures, missing, extra = match_cases(pred, ref)
     evaluation = Evaluation(Path(pred), Path(ref), nsd_tolerance_mm, failures=failures,
@@ -195,23 +177,23 @@ def _plan(pred: PathLike, ref: PathLike,
     return evaluation, pairs
 
 
-def _fill(plans: Sequence[tuple[Evaluation, list[CasePair]]], workers: int | None,
+def _fill(plans: Sequence[tuple[Evaluation, list[MaskPair]]], workers: int | None,
           progress: bool) -> None:
     """Evaluate the pairs of all plans in one pool; store rows and failures in their Evaluation."""
     tasks = [(evaluation, pair) for evaluation, pairs in plans for pair in pairs]
-    with _progress_bar(progress, len(tasks)) as advance:
-        for evaluation, (name, row, reason) in _outcomes(tasks, _worker_count(workers, len(tasks))):
-            if row is not None:
-                evaluation.rows.append(row)
-            else:
-                evaluation.failures.append((name, str(reason)))
-            advance()
+    outcomes = _outcomes(tasks, _worker_count(workers, len(tasks)))
+    for evaluation, (name, row, reason) in progress_bar(outcomes, "Evaluating cases", progress,
+                                                        total=len(tasks)):
+        if row is not None:
+            evaluation.rows.append(row)
+        else:
+            evaluation.failures.append((name, str(reason)))
     for evaluation, _ in plans:
         evaluation.rows.sort(key=lambda row: str(row["case"]))
         evaluation.failures.sort()
 
 
-def _outcomes(tasks: Sequence[tuple[Evaluation, CasePair]], workers: int
+def _outcomes(tasks: Sequence[tuple[Evaluation, MaskPair]], workers: int
               ) -> Iterator[tuple[Evaluation, tuple[str, dict[str, object] | None, str | None]]]:
     """Each task's outcome as it completes: in this process with one worker, else in a pool.
 
@@ -228,7 +210,7 @@ def _outcomes(tasks: Sequence[tuple[Evaluation, CasePair]], workers: int
             yield futures[future], future.result()
 
 
-def _evaluate_pair(pair: CasePair, nsd_tolerance_mm: float
+def _evaluate_pair(pair: MaskPair, nsd_tolerance_mm: float
                    ) -> tuple[str, dict[str, object] | None, str | None]:
     """``(name, row, None)`` or ``(name, None, reason)``; runs in a worker process."""
     try:
@@ -266,19 +248,3 @@ def _worker_count(workers: int | None, tasks: int) -> int:
     if workers is not None and workers < 1:
         raise InputError(f"the number of workers must be at least 1, got {workers}")
     return max(1, min(workers or os.cpu_count() or 1, tasks))
-
-
-@contextmanager
-def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
-    """Yield a function that advances a progress bar on stderr, shown only on a terminal."""
-    if enabled and total > 1:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(stderr=True)
-        if console.is_terminal:
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task("evaluating cases", total=total)
-                yield lambda: bar.advance(task)
-            return
-    yield lambda: None

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ichseg.errors import RecipeError
-from ichseg.io.image import CTImage
+from ichseg.io.ctimage import CTImage
 from ichseg.preprocessing.intensity import apply_window
 from ichseg.preprocessing.slices import pad_slices, unpad_slices
 

@@ -32,7 +32,8 @@ from ichseg import __version__
 from ichseg.atomic import atomic_file, write_json, write_text
 from ichseg.clinical.measures import case_measures
 from ichseg.errors import InputError
-from ichseg.io.image import CTImage, save_mask
+from ichseg.io.ctimage import CTImage
+from ichseg.io.nifti import save_mask
 from ichseg.report.html import BatchRow, render_batch, render_case
 from ichseg.report.options import OutputOptions
 

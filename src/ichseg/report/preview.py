@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ichseg.atomic import atomic_file, refuse_existing
 from ichseg.errors import InputError
-from ichseg.io.image import CTImage
+from ichseg.io.ctimage import CTImage
 
 #: The brain window (level 40, width 80 HU).
 BRAIN_WINDOW = (40.0, 80.0)

@@ -1,7 +1,8 @@
-"""Writing an evaluation or a comparison into a folder: CSV, JSON, markdown and PNG plots.
+"""Evaluating into a folder: CSV, JSON, markdown and PNG plots of an evaluation or a comparison.
 
-The whole folder is assembled under a temporary name and renamed into place at the end, so an
-interrupted run leaves no half-written results behind.
+:func:`evaluate` and :func:`compare_methods` check the output folder, compute with
+:mod:`ichseg.metrics.evaluation` and write. The whole folder is assembled under a temporary name
+and renamed into place at the end, so an interrupted run leaves no half-written results behind.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ichseg.atomic import atomic_dir, write_json, write_text
-from ichseg.io.image import case_name
-from ichseg.metrics.case import METRICS
-from ichseg.metrics.evaluation import Comparison, Evaluation
+from ichseg.atomic import atomic_dir, refuse_existing, write_json, write_text
+from ichseg.io.ctimage import case_name
+from ichseg.metrics.case import DEFAULT_NSD_TOLERANCE_MM, METRICS
+from ichseg.metrics.evaluation import Comparison, Evaluation, compare_folders, evaluate_folders
 from ichseg.metrics.plots import bland_altman_plot, dice_boxplot
 from ichseg.metrics.ranking import RANKING_METRICS, ranking_columns, ranking_table
 from ichseg.metrics.summary import (
@@ -27,8 +28,45 @@ CASE_COLUMNS = ["case", *METRICS]
 #: Metrics of the per-method table in a comparison's summary.
 COMPARISON_METRICS = ("dice", "hd", "hd95", "nsd", "rvd")
 
+PathLike = str | os.PathLike
+
 _NOTE = ("Means and standard deviations (sample) are over finite values; an HD is infinite when "
          "one mask is empty, and such cases are counted instead of averaged.")
+
+
+def evaluate(pred: PathLike, ref: PathLike, output_dir: PathLike | None = None, *,
+             nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, workers: int | None = None,
+             overwrite: bool = False, plots: bool = True, progress: bool = True) -> Evaluation:
+    """Evaluate predictions against references and, given ``output_dir``, write there
+    ``metrics.csv`` (per case), ``summary.json``, ``summary.md`` and PNG plots (Dice box plot,
+    Bland–Altman of volumes). The folder is written atomically and an existing one is replaced
+    only with ``overwrite``; that is checked before any case is evaluated.
+    """
+    if output_dir is not None:
+        refuse_existing(Path(output_dir), overwrite)
+    evaluation = evaluate_folders(pred, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
+                                  progress=progress)
+    if output_dir is not None:
+        write_evaluation(evaluation, output_dir, overwrite=overwrite, plots=plots)
+    return evaluation
+
+
+def compare_methods(preds: Sequence[PathLike], ref: PathLike, output_dir: PathLike | None = None,
+                    *, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+                    workers: int | None = None, overwrite: bool = False, plots: bool = True,
+                    progress: bool = True) -> Comparison:
+    """Evaluate several prediction folders against one reference and rank them the INSTANCE way
+    (:func:`~ichseg.metrics.evaluation.compare_folders`). Given ``output_dir``, write
+    ``metrics.csv`` (method, case, metrics), ``ranking.csv``, ``summary.json``, ``summary.md``
+    and the PNG plots there, as :func:`evaluate` does.
+    """
+    if output_dir is not None:
+        refuse_existing(Path(output_dir), overwrite)
+    comparison = compare_folders(preds, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
+                                 progress=progress)
+    if output_dir is not None:
+        write_comparison(comparison, output_dir, overwrite=overwrite, plots=plots)
+    return comparison
 
 
 def write_evaluation(evaluation: Evaluation, output_dir: str | os.PathLike, *,
