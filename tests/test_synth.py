@@ -198,7 +198,7 @@ def test_existing_output_is_refused_before_any_work_and_replaced_with_overwrite(
     out = tmp_path / "set"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    import ichseg.data.synth as synth
+    import ichseg.data.synth.dataset as synth
 
     def no_work(*args, **kwargs):
         raise AssertionError("a case was generated")
