@@ -2,7 +2,9 @@
 
 Everything ichseg writes goes to a temporary name beside its destination and is renamed into
 place only once complete. Existing outputs are replaced only when the caller passes
-``overwrite=True``.
+``overwrite=True``. :func:`check_output_dir` and :func:`check_output_file` check an output path
+before any work starts, without creating anything; :func:`remove_partials` clears what an
+interrupted (killed) run left under temporary names.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ichseg.errors import OutputExistsError
+from ichseg.errors import OutputExistsError, OutputPathError
+
+#: Temporary names are ``.STEM.partial-XXXXXXXX.EXT`` (hidden, beside their destination).
+PARTIAL_MARKER = ".partial-"
 
 
 def full_suffix(path: Path) -> str:
@@ -31,7 +36,82 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
 def _temporary_sibling(path: Path) -> Path:
     suffix = full_suffix(path)
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    return path.with_name(f".{stem}.partial-{uuid.uuid4().hex[:8]}{suffix}")
+    return path.with_name(f".{stem}{PARTIAL_MARKER}{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def is_partial(path: Path) -> bool:
+    """True for a temporary name of :func:`atomic_file` / :func:`atomic_dir`."""
+    return path.name.startswith(".") and PARTIAL_MARKER in path.name
+
+
+def remove_partials(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders a killed run left in ``folder``; return them."""
+    folder = Path(folder)
+    stale = [entry for entry in folder.iterdir() if is_partial(entry)] if folder.is_dir() else []
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return stale
+
+
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, keep: bool = False,
+                     what: str = "output folder") -> Path:
+    """Check, creating nothing, that ``path`` can become or is a writable folder of results.
+
+    Refuses a file in its place or on the way to it, a folder that cannot be written (probed by
+    creating and removing a temporary file, which also catches read-only file systems), and a
+    folder that already holds entries unless ``overwrite`` or ``keep`` (adding to or resuming
+    what is there) is given. Returns the path.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path}: is a file; the {what} must be a folder")
+    if path.is_dir():
+        _probe_writable(path, path)
+        if not (overwrite or keep) and any(not is_partial(entry) for entry in path.iterdir()):
+            raise OutputExistsError(f"{path}: already exists and holds results "
+                                    f"(use --overwrite to replace them)")
+        return path
+    _probe_writable(_existing_parent(path, what), path)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check, creating nothing, that the file ``path`` can be written (and may be replaced)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{path}: is a folder; give a file name")
+    refuse_existing(path, overwrite)
+    if path.parent.is_dir():
+        _probe_writable(path.parent, path)
+    else:
+        _probe_writable(_existing_parent(path.parent, "folder of the output file"), path)
+    return path
+
+
+def _existing_parent(path: Path, what: str) -> Path:
+    """The nearest existing folder above ``path``; a file on the way is refused."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{path}: cannot create the {what}, {parent} is a file")
+    return parent
+
+
+def _probe_writable(folder: Path, target: Path) -> None:
+    """Create and remove a temporary file in ``folder``: the only test that is never wrong
+    (permission bits say nothing about read-only mounts, ACLs or a full disk)."""
+    probe = folder / f".ichseg-write-test{PARTIAL_MARKER}{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as error:
+        where = "" if folder == target else f" ({folder} is not writable)"
+        raise OutputPathError(f"{target}: cannot write here{where}: "
+                              f"{error.strerror or type(error).__name__}") from None
 
 
 @contextmanager

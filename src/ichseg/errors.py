@@ -15,11 +15,35 @@ class IchsegError(Exception):
 
 
 class InputError(IchsegError):
-    """An input file or folder is missing, unreadable or not what it should be."""
+    """An input file or folder is missing, unreadable or not what it should be.
+
+    Prediction, import, evaluation and compare raise it before any network runs or any file is
+    written when every input fails; in a batch, a failing case is listed and the others go on.
+    """
 
 
 class OutputExistsError(IchsegError):
-    """An output would overwrite existing files and ``overwrite`` was not given."""
+    """An output would overwrite existing files and ``overwrite`` was not given.
+
+    Raised before any work starts (:func:`ichseg.atomic.check_output_dir`), and by ``resume``
+    when the folder's results were made by another model folder or with other options.
+    """
+
+
+class OutputPathError(IchsegError):
+    """An output path cannot be written: a file stands where a folder is needed (or the other
+    way round), or the folder (or the nearest existing folder above it) is not writable.
+
+    Raised by :func:`ichseg.atomic.check_output_dir` and :func:`ichseg.atomic.check_output_file`
+    before anything is computed.
+    """
+
+
+class IntensityError(InputError):
+    """A CT's voxel values are not finite Hounsfield units (NaN or infinite voxels, an 8-bit
+    display export, values beyond any CT scale, DICOM without a usable rescale). Refused by
+    :func:`ichseg.io.intensity.check_intensities` unless ``accept_intensities`` is given.
+    """
 
 
 class RecipeError(IchsegError):

@@ -15,22 +15,47 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ichseg.errors import ModelError
+from ichseg.errors import IchsegError, ModelError
 from ichseg.preprocessing.pipeline import CTPreprocessing
-from ichseg.recipes import Recipe
+from ichseg.recipes import MAX_FOLDS, Recipe
 
 MODEL_FILE = "ichseg_model.json"
 POSTPROCESSING_FILE = "postprocessing.json"
 FORMAT_VERSION = 1
 
 
+#: nnU-Net's name for a finished model's weights, in each ``fold_K`` folder.
+CHECKPOINT_FILE = "checkpoint_final.pth"
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parse_folds(folds: int | str | Sequence[int | str] | None, recipe: Recipe) -> list[int | str]:
+    """What ``--fold`` takes, for training and prediction alike: ``None``/``"all"``: every
+    cross-validation fold of the recipe; ``"full"``: nnU-Net's fold 'all' (the model trained on
+    all cases); a fold 0-4, or a list of them (``"0,1"``, ``[0, "full"]``)."""
+    if folds is None or folds == "all":
+        return list(recipe.folds)
+    items = folds if isinstance(folds, (list, tuple)) else str(folds).split(",")
+    parsed: list[int | str] = []
+    for item in items:
+        text = str(item).strip()
+        if text == "full" or (text == "all" and isinstance(folds, (list, tuple))):
+            parsed.append("all")  # nnU-Net's fold 'all'; in a list, "all" can mean only that
+            continue
+        if not text.isdigit() or not 0 <= int(text) < MAX_FOLDS:
+            raise IchsegError(f"fold {text!r} is out of range: use 0-{MAX_FOLDS - 1}, 'all' (every fold) "
+                              f"or 'full' (one model on all cases)")
+        parsed.append(int(text))
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,10 @@ class TrainedModel:
     configuration: str
     fold: int | str
     nnunet_folder: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.nnunet_folder / f"fold_{self.fold}" / CHECKPOINT_FILE
 
 
 @dataclass(frozen=True)
@@ -92,7 +121,7 @@ class ModelFolder:
         for group, info in self.description["groups"].items():
             nnunet_folder = self.nnunet_folder(group)
             for fold_dir in sorted(nnunet_folder.glob("fold_*")):
-                if (fold_dir / "checkpoint_final.pth").is_file():
+                if (fold_dir / CHECKPOINT_FILE).is_file():
                     fold_text = fold_dir.name[len("fold_"):]
                     fold: int | str = int(fold_text) if fold_text.isdigit() else fold_text
                     found.append(TrainedModel(group, info["configuration"], fold, nnunet_folder))
@@ -101,12 +130,23 @@ class ModelFolder:
     def require_models(self) -> list[TrainedModel]:
         models = self.trained_models()
         if not models:
-            raise ModelError(f"{self.path}: no finished model (no checkpoint_final.pth); train it first")
+            raise ModelError(f"{self.path}: no finished model (no {CHECKPOINT_FILE}); train it first")
         for model in models:
             for name in ("plans.json", "dataset.json"):
-                if not (model.nnunet_folder / name).is_file():
-                    raise ModelError(f"{model.nnunet_folder}: incomplete model folder ({name} missing)")
+                _require_json(model.nnunet_folder / name)
         return models
+
+    def check_files(self, models: Sequence[TrainedModel]) -> None:
+        """Cheap checks (no torch) that ``models``' checkpoints are whole PyTorch files (a zip
+        archive with its directory at the end: a truncated copy fails) and that a saved
+        postprocessing rule reads as JSON."""
+        for model in models:
+            checkpoint = model.checkpoint
+            if checkpoint.stat().st_size == 0 or not zipfile.is_zipfile(checkpoint):
+                raise ModelError(f"{checkpoint}: damaged checkpoint (not a complete PyTorch file); "
+                                 f"copy or train this model again")
+        if self.postprocessing_file.exists():
+            _require_json(self.postprocessing_file)
 
     def select(self, groups: Sequence[str] | None = None,
                folds: Sequence[int | str] | None = None) -> list[TrainedModel]:
@@ -126,3 +166,13 @@ class ModelFolder:
     @property
     def postprocessing_file(self) -> Path:
         return self.path / POSTPROCESSING_FILE
+
+
+def _require_json(path: Path) -> None:
+    """A model folder's JSON file must be there and parse."""
+    if not path.is_file():
+        raise ModelError(f"{path.parent}: incomplete model folder ({path.name} missing)")
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path}: unreadable ({error})") from None

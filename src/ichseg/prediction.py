@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ichseg.atomic import refuse_existing
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import ModelError
-from ichseg.io.inputs import find_cases
-from ichseg.models import ModelFolder
+from ichseg.io.inputs import scan_inputs
+from ichseg.models import ModelFolder, parse_folds
 from ichseg.report.options import OutputOptions
+from ichseg.run_manifest import model_fingerprint, open_run, run_manifest
 from ichseg.segmenter import PredictionResult, Segmenter
 from ichseg.workspace import Workspace, WorkspaceLike
 
@@ -37,31 +37,60 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
             dataset: str | None = None, recipe: str | None = None, workspace: WorkspaceLike = None,
             ensemble: EnsembleSpec | str | None = None, ensemble_params: Mapping[str, Any] | None = None,
             groups: Sequence[str] | None = None,
-            folds: Sequence[int | str] | None = None, postprocess: bool = True,
+            folds: int | str | Sequence[int | str] | None = None, postprocess: bool = True,
             options: OutputOptions = OutputOptions(), device: str = "auto", mirroring: bool = True,
             step_size: float = 0.5, series: str | None = None, progress: bool = True,
-            verbose: bool = False) -> PredictionResult:
+            verbose: bool = False, resume: bool = False,
+            accept_intensities: bool = False, ray: str | bool | None = None,
+            ray_workers: int | None = None) -> PredictionResult:
     """Segment every case in ``inputs`` (a NIfTI file, a folder of them, or DICOM series folders).
 
     Writes per case the mask (in the input's geometry), the vote map when several models vote,
     JSON measures, a PNG preview, an HTML report and, for DICOM input, a DICOM-SEG; and for the
     batch a CSV and an HTML overview (see :class:`OutputOptions`). A case that fails is reported
-    and the others go on. ``ensemble`` is a spec, or a strategy name (default: the recipe's) whose
-    parameters ``ensemble_params`` may set (None values keep the recipe's);
-    ``verbose`` shows nnU-Net's own messages.
+    and the others go on; nothing is written unless a case succeeds. ``ensemble`` is a spec, or a
+    strategy name (default: the recipe's) whose parameters ``ensemble_params`` may set (None
+    values keep the recipe's); ``folds`` takes what ``ichseg train --fold`` takes
+    (:func:`ichseg.models.parse_folds`; None: every trained model); ``resume`` skips the cases
+    whose outputs are complete (same model and options only, see :mod:`ichseg.run_manifest`);
+    ``accept_intensities`` segments CTs that do not look like HU, with a warning;
+    ``verbose`` shows nnU-Net's own messages. ``ray`` (True: a local Ray instance; an address:
+    that cluster) runs the batch as a Ray Data pipeline with ``ray_workers`` model actors (default:
+    one per GPU) and the same outputs (:mod:`ichseg.distributed.prediction`).
+
+    Raises, before torch or nnU-Net is imported: :class:`~ichseg.errors.InputError` (inputs
+    missing or unreadable), :class:`~ichseg.errors.ModelError` (model folder incomplete or
+    damaged), :class:`~ichseg.errors.OutputPathError` (output not a folder, not writable),
+    :class:`~ichseg.errors.OutputExistsError` (results there without ``overwrite`` or
+    ``resume``; a resumed folder made differently).
     """
+    if ray:
+        from ichseg.distributed import require_ray
+
+        require_ray()
+    scan = scan_inputs(inputs)
     folder = resolve_model(model, dataset=dataset, recipe=recipe, workspace=workspace)
-    selected = folder.select(groups, folds)
-    cases = find_cases(inputs)
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not options.overwrite:
-        refuse_existing(output_dir, options.overwrite)
+    chosen_folds = None if folds is None else parse_folds(folds, folder.recipe)
+    selected = folder.select(groups, chosen_folds)
+    folder.check_files(selected)
     spec = ensemble_spec(folder, ensemble, ensemble_params)
     spec.check_models(len(selected))
-    segmenter = Segmenter.load(folder.path, device=device, groups=groups, folds=folds, ensemble=spec,
+    settings = {"postprocess": postprocess, "mirroring": mirroring, "step_size": step_size, "series": series}
+    manifest = run_manifest(model_fingerprint(folder, selected, postprocess), spec, options, settings)
+    run = open_run(output_dir, manifest, resume=resume, overwrite=options.overwrite)
+    if ray:
+        from ichseg.distributed.prediction import CaseSettings, ModelRequest, predict_on_ray
+
+        request = ModelRequest(folder.path, tuple(groups) if groups else None,
+                               None if chosen_folds is None else tuple(chosen_folds), spec, mirroring,
+                               step_size, postprocess, verbose)
+        return predict_on_ray(request, scan, run, CaseSettings(run.output_dir, options, series, accept_intensities),
+                              address=ray, device=device, workers=ray_workers, progress=progress)
+    segmenter = Segmenter.load(folder.path, device=device, groups=groups, folds=chosen_folds, ensemble=spec,
                                mirroring=mirroring, step_size=step_size, postprocess=postprocess,
                                verbose=verbose)
-    return segmenter.predict_folder(cases, output_dir, options, series=series, progress=progress)
+    return segmenter.predict_folder(scan, output_dir, options, series=series, progress=progress, run=run,
+                                    accept_intensities=accept_intensities)
 
 
 def ensemble_spec(folder: ModelFolder, ensemble: EnsembleSpec | str | None = None,

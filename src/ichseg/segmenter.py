@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,12 +24,15 @@ import numpy as np
 
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import IchsegError, InputError
-from ichseg.io.image import CTImage, load_image
-from ichseg.io.inputs import find_cases
+from ichseg.io.image import CTImage, case_name, load_image
+from ichseg.io.inputs import InputScan, scan_inputs
+from ichseg.io.intensity import check_intensities
 from ichseg.progress import make_progress
 from ichseg.report.options import OutputOptions
+from ichseg.run_manifest import Run, open_run, run_manifest
 
 if TYPE_CHECKING:  # imported at run time only where used: they load torch and nnU-Net
+    from ichseg.models import ModelFolder
     from ichseg.postprocessing.rules import Rule
     from ichseg.report.outputs import CaseOutputs
 
@@ -83,13 +86,18 @@ class Segmentation:
 
 @dataclass
 class PredictionResult:
+    """A batch: ``cases`` written now, ``skipped`` found complete (resume), ``failures`` as
+    ``(entry name, one-line message)``, ``warnings`` one line each (unusual intensities)."""
+
     output_dir: Path
     cases: list[CaseOutputs] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[CaseOutputs] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class _Ensembled:
+class EnsembledCase:
     """One case's ensemble on the canonical grid, before it goes back to the input's geometry."""
 
     image: CTImage
@@ -121,13 +129,12 @@ class Segmenter:
         before the networks load.
         """
         from ichseg.models import ModelFolder
-        from ichseg.postprocessing import load_rule
 
         folder = ModelFolder.open(model_dir)
         selected = folder.select(groups, folds)
         spec = ensemble or EnsembleSpec.from_dict(folder.recipe.ensemble)
         spec.check_models(len(selected))
-        rule = load_rule(folder.postprocessing_file) if postprocess and folder.postprocessing_file.is_file() else None
+        rule = folder_rule(folder, postprocess)
 
         from ichseg.engine import resolve_device
         from ichseg.model_set import ModelSet
@@ -149,33 +156,43 @@ class Segmenter:
         """
         source = _as_image(image, spacing, series)
         canonical = source.reoriented()
-        return self._finish(self._ensemble(source, canonical, self.models.prepare(canonical)))
+        return finish_case(self.ensemble_case(source, canonical, self.models.prepare(canonical)), self.rule)
 
-    def predict_folder(self, inputs: str | Path | Sequence[Path], output_dir: str | Path,
+    def predict_folder(self, inputs: str | Path | Sequence[Path] | InputScan, output_dir: str | Path,
                        options: OutputOptions = OutputOptions(), *, series: str | None = None,
-                       progress: bool = True) -> PredictionResult:
-        """Segment every case of ``inputs`` (see :func:`ichseg.io.inputs.find_cases`) and write its
+                       progress: bool = True, run: Run | None = None,
+                       accept_intensities: bool = False) -> PredictionResult:
+        """Segment every case of ``inputs`` (see :func:`ichseg.io.inputs.scan_inputs`) and write its
         files into ``output_dir``; a case that fails is listed and the others go on.
 
+        ``run`` (:func:`ichseg.run_manifest.open_run`) is the checked output folder, with the
+        cases a resumed batch skips; by default the folder must hold no results unless
+        ``options.overwrite``. Nothing is written unless a case succeeds, and the batch's CSV
+        and overview cover every case, skipped ones included. A CT that is not in HU is refused
+        unless ``accept_intensities`` (:func:`ichseg.io.intensity.check_intensities`).
         The next case is read while the networks work on this one; outputs are written in the
         background, with at most a few finished cases waiting (bounded memory).
         """
-        from ichseg.report.outputs import write_batch_outputs
-
-        cases = find_cases(inputs) if isinstance(inputs, (str, Path)) else list(inputs)
-        output_dir = Path(output_dir)
-        result = PredictionResult(output_dir)
+        scan = _as_scan(inputs)
+        if run is None:
+            run = open_run(output_dir, run_manifest(None, self.ensemble, options, {"series": series}),
+                           overwrite=options.overwrite)
+        result, cases, options = start_batch(scan, run, options)
+        read = partial(read_case, prepare=self.models.prepare, series=series, accept_intensities=accept_intensities)
         with make_progress(progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="ichseg-write") as writer:
             task = bar.add_task(f"Predicting with {len(self.models)} model(s)", total=len(cases))
             writing: list[tuple[Path, Future[CaseOutputs]]] = []
-            for path, reading in _read_ahead(cases, partial(self._read, series=series)):
+            for path, reading in _read_ahead(cases, read):
                 try:
-                    ensembled = self._ensemble(*reading.result())
+                    warnings, loaded = reading.result()
+                    ensembled = self.ensemble_case(*loaded)
                 except IchsegError as error:
                     result.failures.append((path.name, str(error)))
                     bar.advance(task)
                     continue
-                written = writer.submit(self._write, ensembled, output_dir, options)
+                result.warnings.extend(warnings)
+                run.start()
+                written = writer.submit(write_case, ensembled, self.rule, run.output_dir, options)
                 written.add_done_callback(lambda _: bar.advance(task))
                 writing.append((path, written))
                 if len(writing) > _WRITES_AHEAD:  # cases waiting to be written hold memory: keep them few
@@ -185,18 +202,11 @@ class Segmenter:
                     result.cases.append(written.result())
                 except IchsegError as error:
                     result.failures.append((path.name, str(error)))
-        if result.cases or result.failures:
-            write_batch_outputs(result.cases, result.failures, output_dir, overwrite=True)
-        return result
+        return end_batch(result, run)
 
-    def _read(self, path: Path, *, series: str | None) -> tuple[CTImage, CTImage, Any]:
-        """The input as loaded, the same in the canonical orientation, and that preprocessed."""
-        image = _as_image(path, None, series)
-        canonical = image.reoriented()
-        return image, canonical, self.models.prepare(canonical)
-
-    def _ensemble(self, image: CTImage, canonical: CTImage, prepared: Any) -> _Ensembled:
-        """Every model on the device, combined from running sums into one mask."""
+    def ensemble_case(self, image: CTImage, canonical: CTImage, prepared: Any) -> EnsembledCase:
+        """Every model on the device, combined from running sums into one mask (a case's stage
+        on the device, between :func:`read_case` and :func:`write_case`)."""
         from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
 
         accumulator = EnsembleAccumulator(canonical.shape)
@@ -204,26 +214,71 @@ class Segmenter:
             accumulator.add(output.probability)
         result = ensemble_mask(self.ensemble.strategy, accumulator, **self.ensemble.params())
         description = result.as_dict() if result.n_models > 1 else {"strategy": SINGLE_MODEL, "n_models": 1}
-        return _Ensembled(image, canonical, _numpy(result.mask).astype(np.uint8),
-                          _numpy(accumulator.votes).astype(np.uint8), description)
+        return EnsembledCase(image, canonical, _numpy(result.mask).astype(np.uint8),
+                             _numpy(accumulator.votes).astype(np.uint8), description)
 
-    def _finish(self, case: _Ensembled) -> Segmentation:
-        """Back to the input's geometry, postprocessed by the folder's rule."""
-        from ichseg.postprocessing import apply_rule
 
-        image = case.image
-        mask = to_input_geometry(case.canonical, case.mask, image)
-        votes = to_input_geometry(case.canonical, case.votes, image)
-        postprocessing = None
-        if self.rule is not None:
-            mask, postprocessing = apply_rule(mask, image.spacing, self.rule)
-        return Segmentation(image, image.with_array(mask.astype(np.uint8)), image.with_array(votes),
-                            case.ensemble, postprocessing)
+# A case's stages, in the order they run. Every route (the local threads, a Ray cluster) calls
+# these, so each writes the same files; what passes between them is plain data (arrays, dicts,
+# CPU tensors), which can travel between processes.
 
-    def _write(self, case: _Ensembled, output_dir: Path, options: OutputOptions) -> CaseOutputs:
-        from ichseg.report.outputs import write_segmentation
+def read_case(path: Path, *, prepare: Callable[[CTImage], Any], series: str | None = None,
+              accept_intensities: bool = False) -> tuple[list[str], tuple[CTImage, CTImage, Any]]:
+    """Intensity warnings, and the input as loaded, the same in the canonical orientation, and
+    that preprocessed by ``prepare`` (a model set's, or its networks-free ``CasePreparer``'s)."""
+    image = _as_image(path, None, series)
+    warnings = check_intensities(image, accept=accept_intensities)
+    canonical = image.reoriented()
+    return warnings, (image, canonical, prepare(canonical))
 
-        return write_segmentation(self._finish(case), output_dir, options)
+
+def finish_case(case: EnsembledCase, rule: Rule | None) -> Segmentation:
+    """Back to the input's geometry, postprocessed by the folder's rule."""
+    from ichseg.postprocessing import apply_rule
+
+    image = case.image
+    mask = to_input_geometry(case.canonical, case.mask, image)
+    votes = to_input_geometry(case.canonical, case.votes, image)
+    postprocessing = None
+    if rule is not None:
+        mask, postprocessing = apply_rule(mask, image.spacing, rule)
+    return Segmentation(image, image.with_array(mask.astype(np.uint8)), image.with_array(votes),
+                        case.ensemble, postprocessing)
+
+
+def folder_rule(folder: ModelFolder, postprocess: bool = True) -> Rule | None:
+    """The model folder's saved postprocessing rule, when there is one and ``postprocess``."""
+    from ichseg.postprocessing import load_rule
+
+    return load_rule(folder.postprocessing_file) if postprocess and folder.postprocessing_file.is_file() else None
+
+
+def write_case(case: EnsembledCase, rule: Rule | None, output_dir: Path, options: OutputOptions) -> CaseOutputs:
+    """:func:`finish_case`, then the case's files."""
+    from ichseg.report.outputs import write_segmentation
+
+    return write_segmentation(finish_case(case, rule), output_dir, options)
+
+
+def start_batch(scan: InputScan, run: Run, options: OutputOptions) -> tuple[PredictionResult, list[Path], OutputOptions]:
+    """A batch's result so far (the inputs' problems, the cases a resumed run found complete),
+    the cases still to segment, and the output options to write them with."""
+    if run.resumed:  # only unfinished cases are written: their leftovers may be replaced
+        options = replace(options, overwrite=True)
+    result = PredictionResult(run.output_dir, failures=list(scan.problems), skipped=_finished_outputs(run))
+    return result, [path for path in scan.cases if case_name(path) not in run.done], options
+
+
+def end_batch(result: PredictionResult, run: Run) -> PredictionResult:
+    """The batch's CSV and overview over every case (skipped ones included), or nothing at all
+    when no case succeeded."""
+    from ichseg.report.outputs import write_batch_outputs
+
+    if result.cases or result.skipped:
+        every_case = sorted(result.skipped + result.cases, key=lambda case: case.name)
+        write_batch_outputs(every_case, result.failures, run.output_dir, overwrite=True)
+    run.finish(succeeded=bool(result.cases))
+    return result
 
 
 def _as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float] | None,
@@ -243,6 +298,20 @@ def _as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float]
     if spacing is None or len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"a bare CT array needs its spacing: three positive (z, y, x) sizes in mm, got {spacing!r}")
     return CTImage(array, tuple(float(s) for s in spacing))  # type: ignore[arg-type]
+
+
+def _as_scan(inputs: str | Path | Sequence[Path] | InputScan) -> InputScan:
+    if isinstance(inputs, InputScan):
+        return inputs
+    return scan_inputs(inputs) if isinstance(inputs, (str, Path)) else InputScan(list(inputs))
+
+
+def _finished_outputs(run: Run) -> list[CaseOutputs]:
+    """The outputs of the cases a resumed batch found complete, from their JSON."""
+    from ichseg.report.outputs import CaseOutputs
+
+    return [CaseOutputs(name, {kind: run.output_dir / file for kind, file in summary["outputs"].items()},
+                        summary) for name, summary in run.done.items()]
 
 
 def _read_ahead(cases: Sequence[Path], read: Callable[[Path], Any]) -> Iterator[tuple[Path, Future[Any]]]:

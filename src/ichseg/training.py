@@ -13,10 +13,10 @@ import numpy as np
 from ichseg import __version__
 from ichseg.atomic import atomic_file, write_json
 from ichseg.data.derived import IMAGE_SUFFIX, derived_dataset
-from ichseg.errors import IchsegError, ModelError, WorkspaceError
-from ichseg.models import FORMAT_VERSION, MODEL_FILE, ModelFolder, file_sha256
+from ichseg.errors import ModelError, WorkspaceError
+from ichseg.models import FORMAT_VERSION, MODEL_FILE, ModelFolder, file_sha256, parse_folds
 from ichseg.progress import make_progress
-from ichseg.recipes import MAX_FOLDS, Recipe, load_recipe
+from ichseg.recipes import Recipe, load_recipe
 from ichseg.workspace import Workspace
 
 PLAN_CONFIGURATIONS = ("2d", "3d_fullres")
@@ -58,23 +58,6 @@ def plan(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Path
                                       num_processes=processes, verbose=verbose)
         bar.update(task, total=1, completed=1)
     return PlanResult(dataset, rec.name, folder_name, rec.plans_name, planned)
-
-
-def parse_folds(folds: int | str | Sequence[int | str] | None, recipe: Recipe) -> list[int | str]:
-    """``None``/``"all"``: every fold of the recipe; ``"full"``: nnU-Net's fold 'all' (all cases)."""
-    if folds is None or folds == "all":
-        return list(recipe.folds)
-    if folds == "full":
-        return ["all"]
-    items = folds if isinstance(folds, (list, tuple)) else str(folds).split(",")
-    parsed: list[int | str] = []
-    for item in items:
-        text = str(item).strip()
-        if not text.isdigit() or not 0 <= int(text) < MAX_FOLDS:
-            raise IchsegError(f"fold {text!r} is out of range: use 0-{MAX_FOLDS - 1}, 'all' (every fold) "
-                              f"or 'full' (one model on all cases)")
-        parsed.append(int(text))
-    return parsed
 
 
 def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Path | Workspace | None = None,

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ichseg.cli.common import add_device, add_overwrite, add_verbose, add_workspace
+from ichseg.cli.common import (
+    add_accept_intensities,
+    add_device,
+    add_folds,
+    add_overwrite,
+    add_verbose,
+    add_workspace,
+    print_warnings,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reading", choices=("printed", "majority"),
                         help="uncertainty ensemble: HR as printed (n = floor(C/2)) or majority (n >= ceil(C/2))")
     parser.add_argument("--group", action="append", help="use only this model group (repeatable)")
-    parser.add_argument("--fold", action="append", type=int, help="use only this fold (repeatable)")
+    add_folds(parser, None, "use only these models (default: every trained model)")
     parser.add_argument("--no-postprocess", action="store_true", help="skip the model folder's component rule")
     parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step (default 0.5)")
@@ -32,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-identifiers", action="store_true",
                         help="include patient identifiers from DICOM headers in the outputs")
     parser.add_argument("--no-report", action="store_true", help="skip the PNG previews and HTML reports")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted batch in OUT: skip the cases whose outputs are "
+                             "complete (same model and options only)")
+    add_accept_intensities(parser)
     add_device(parser)
     add_workspace(parser)
     add_overwrite(parser)
@@ -41,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write per case the mask (in the input's geometry), the vote map, JSON measures, a preview PNG,
-    an HTML report and, for DICOM input, a DICOM-SEG; exit 2 if any case failed."""
+    an HTML report and, for DICOM input, a DICOM-SEG; exit 2 if any case failed (nothing is written
+    when none succeeded)."""
     import sys
 
     from ichseg.prediction import predict
@@ -54,8 +67,12 @@ def run(args: argparse.Namespace) -> int:
                      workspace=args.workspace, ensemble=args.ensemble, ensemble_params=params,
                      groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,
                      options=options, device=args.device, mirroring=not args.no_mirroring,
-                     step_size=args.step_size, series=args.series, verbose=args.verbose)
-    print(f"{len(result.cases)} case(s) written to {result.output_dir}")
+                     step_size=args.step_size, series=args.series, verbose=args.verbose,
+                     resume=args.resume, accept_intensities=args.accept_intensities)
+    print_warnings(result.warnings)
+    if result.cases or result.skipped:
+        skipped = f" ({len(result.skipped)} complete already)" if result.skipped else ""
+        print(f"{len(result.cases)} case(s) written to {result.output_dir}{skipped}")
     for name, message in result.failures:
         print(f"ichseg: error: {message if name in message else f'{name}: {message}'}", file=sys.stderr)
-    return 2 if result.failures else 0
+    return 2 if result.failures or not (result.cases or result.skipped) else 0

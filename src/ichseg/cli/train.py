@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ichseg.cli.common import add_device, add_overwrite, add_verbose, add_workspace
+from ichseg.cli.common import add_device, add_folds, add_overwrite, add_verbose, add_workspace
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a recipe's models (resumable)", description=run.__doc__)
     parser.add_argument("--dataset", required=True, help="name given to 'ichseg import'")
     parser.add_argument("--recipe", default="nnunet", help="recipe name or .json path (default: nnunet)")
-    parser.add_argument("--fold", default="all",
-                        help="0-4, a list such as 0,1, 'all' (every fold of the recipe; default) or "
-                             "'full' (one model on all cases, nnU-Net's fold 'all')")
+    add_folds(parser, "all", "default: all")
     parser.add_argument("--configuration", choices=("2d", "3d_fullres"),
                         help="train only the recipe's groups of this configuration")
     parser.add_argument("--group", action="append", help="train only this model group (repeatable)")
