@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ichseg.engine.inference import PreprocessedCase, PreprocessingKey, TrainedNetwork
+from ichseg.engine.inference import CasePreprocessor, PreprocessedCase, PreprocessingKey, TrainedNetwork
 from ichseg.errors import ModelError
 from ichseg.io.ctimage import CTImage
 from ichseg.models import ModelFolder, TrainedModel
@@ -25,6 +25,27 @@ class PreparedCase:
     """A case preprocessed for every configuration of a model set."""
 
     inputs: dict[PreprocessingKey, PreprocessedCase]
+
+    def to(self, device: torch.device) -> PreparedCase:
+        return PreparedCase({key: case.to(device) for key, case in self.inputs.items()})
+
+
+class CasePreparer:
+    """A model set's preprocessing without its networks (no weights, no GPU), so that CPU workers
+    can prepare cases for networks that run in another process or on another machine."""
+
+    def __init__(self, folder: ModelFolder, models: Sequence[TrainedModel]) -> None:
+        self.preprocessing = folder.preprocessing
+        self.preprocessors: dict[PreprocessingKey, CasePreprocessor] = {}
+        for model in models:
+            preprocessor = CasePreprocessor.from_folder(model.nnunet_folder, model.configuration)
+            self.preprocessors.setdefault(preprocessor.preprocessing_key, preprocessor)
+
+    def prepare(self, image: CTImage) -> PreparedCase:
+        """``image`` (canonical orientation) preprocessed once per configuration, on the CPU."""
+        prepared = self.preprocessing.apply(image)
+        return PreparedCase({key: preprocessor.preprocess(prepared.array, prepared.spacing)
+                             for key, preprocessor in self.preprocessors.items()})
 
 
 @dataclass(frozen=True)
@@ -40,7 +61,9 @@ class ModelSet:
     def __init__(self, folder: ModelFolder, models: Sequence[TrainedModel], device: torch.device, *,
                  use_mirroring: bool = True, tile_step_size: float = 0.5, verbose: bool = False) -> None:
         self.folder = folder
+        self.device = device
         self.preprocessing = folder.preprocessing
+        self.preparer = CasePreparer(folder, models)
         self.models: list[TrainedModel] = list(models)
         self.networks = [TrainedNetwork(m.nnunet_folder, m.fold, device, use_mirroring=use_mirroring,
                                         tile_step_size=tile_step_size, verbose=verbose) for m in self.models]
@@ -52,16 +75,13 @@ class ModelSet:
         return len(self.networks)
 
     def prepare(self, image: CTImage) -> PreparedCase:
-        """``image`` (canonical orientation) preprocessed once per configuration of the set."""
-        prepared = self.preprocessing.apply(image)
-        inputs: dict[PreprocessingKey, PreprocessedCase] = {}
-        for network in self.networks:
-            if network.preprocessing_key not in inputs:
-                inputs[network.preprocessing_key] = network.preprocess(prepared.array, prepared.spacing)
-        return PreparedCase(inputs)
+        """``image`` (canonical orientation) preprocessed once per configuration of the set, and
+        sent to the networks' device."""
+        return self.preparer.prepare(image).to(self.device)
 
     def probabilities(self, case: PreparedCase) -> Iterator[ModelOutput]:
-        """Each model's P(hemorrhage) for a prepared case, one at a time."""
+        """Each model's P(hemorrhage) for a prepared case (here or from a CPU worker), one at a time."""
+        case = case.to(self.device)
         for model, network in zip(self.models, self.networks):
             probability = network.foreground_probability(case.inputs[network.preprocessing_key])
             yield ModelOutput(model.group, model.fold, self.preprocessing.revert_array(probability))

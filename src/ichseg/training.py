@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,54 +61,137 @@ def plan(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Path
     return PlanResult(dataset, rec.name, folder_name, rec.plans_name, planned)
 
 
-def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Path | Workspace | None = None,
-          folds: int | str | Sequence[int | str] | None = None, groups: Sequence[str] | None = None,
-          configuration: str | None = None, epochs: int | None = None, iterations: int | None = None,
-          val_iterations: int | None = None, checkpoint_every: int | None = None, device: str = "auto",
-          overwrite: bool = False, verbose: bool = False, progress: bool = True) -> ModelFolder:
-    """Train a recipe's models (groups × folds) in order, resumably; returns the model folder.
+@dataclass(frozen=True)
+class ModelJob:
+    """One (group, fold) model to train: all a process needs, with no open handle (it can be sent
+    to another machine that sees the same workspace)."""
 
-    Finished models are skipped, an interrupted one continues from its last checkpoint, and each
-    cross-validation model predicts its validation cases (out-of-fold probabilities) for ensembling
-    and postprocessing studies. ``epochs``/``iterations`` shorten the schedule for quick runs.
-    """
+    workspace: Path
+    model_dir: Path
+    nnunet_dataset: str
+    base_dataset: str
+    plans_name: str
+    group: str
+    configuration: str
+    fold: int | str
+    params: Any
+    val_cases: tuple[str, ...] | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.group} fold {self.fold}"
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A recipe's model folder, prepared, and the models to train into it, in recipe order."""
+
+    folder: ModelFolder
+    jobs: list[ModelJob]
+    epochs: int
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a model's training went: ``already_trained``: it was finished before and nothing was
+    trained; ``resumed_from``: the epochs its checkpoint held when it started (None: afresh)."""
+
+    name: str
+    already_trained: bool
+    resumed_from: int | None
+
+
+def prepare_training(dataset: str, recipe: str | Recipe = "nnunet", *,
+                     workspace: str | Path | Workspace | None = None,
+                     folds: int | str | Sequence[int | str] | None = None, groups: Sequence[str] | None = None,
+                     configuration: str | None = None, epochs: int | None = None, iterations: int | None = None,
+                     val_iterations: int | None = None, checkpoint_every: int | None = None,
+                     overwrite: bool = False) -> TrainingPlan:
+    """Everything :func:`train` does before the first model trains (checks, the model folder and
+    its description, the splits); the models themselves are left to :func:`run_job`, here or on
+    a cluster (:mod:`ichseg.distributed`)."""
     ws = _workspace(workspace)
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     fold_list = parse_folds(folds, rec)
     chosen = rec.select_groups(list(groups) if groups else None, configuration)
     schedule = rec.training.overridden(epochs, iterations, val_iterations)
-    base = ws.dataset_folder_name(dataset)
     folder_name = _planned_folder(ws, dataset, rec)
     engine = _engine()
     for group in chosen:
         engine.require_plans(ws, folder_name, rec.plans_name, group.configuration)
-    torch_device = engine.resolve_device(device)
     model_dir = ws.model_dir(dataset, rec.name)
     if overwrite and model_dir.exists():
         shutil.rmtree(model_dir)
     folder = _prepare_model_folder(ws, model_dir, dataset, folder_name, rec, schedule, chosen)
     splits = engine.ensure_splits(ws, folder_name)
     every = checkpoint_every or min(50, schedule.epochs)
-    jobs = [(g, f) for g in chosen for f in fold_list]
-    with make_progress(progress) as bar:
-        overall = bar.add_task(f"Training {rec.name} on {dataset}", total=len(jobs))
-        for group, fold in jobs:
-            name = f"{group.name} fold {fold}"
-            epoch_task = bar.add_task(f"  {name}", total=schedule.epochs)
+    jobs = [ModelJob(ws.root, model_dir, folder_name, ws.dataset_folder_name(dataset), rec.plans_name,
+                     group.name, group.configuration, fold,
+                     engine.TrainerParams(loss=group.loss, training=schedule, checkpoint_every=every),
+                     tuple(splits[fold]["val"]) if isinstance(fold, int) else None)
+            for group in chosen for fold in fold_list]
+    return TrainingPlan(folder, jobs, schedule.epochs)
 
-            def on_epoch(done: int, total: int, loss: float, task=epoch_task, name=name) -> None:
+
+def run_job(job: ModelJob, device: str = "auto", on_epoch: Callable[[int, int, float], None] | None = None,
+            verbose: bool = False, bar: Any = None) -> JobOutcome:
+    """Train (or resume, or skip) one model, then write its out-of-fold predictions."""
+    engine = _engine()
+    ws = Workspace.open(job.workspace)
+    folder = ModelFolder.open(job.model_dir)
+    torch_device = engine.resolve_device(device)
+    group_dir = folder.group_dir(job.group)
+    finished, done = engine.training_state(group_dir, job.nnunet_dataset, job.plans_name, job.configuration,
+                                           job.fold)
+    with contextlib.ExitStack() as stack:
+        bar = bar if bar is not None else stack.enter_context(make_progress(False))
+        engine.train_model(ws, job.nnunet_dataset, job.plans_name, job.configuration, job.fold, job.params,
+                           group_dir, torch_device, on_epoch, verbose)
+        if job.val_cases is not None:
+            _write_out_of_fold(folder, ws, job.base_dataset, job.group, job.fold, job.val_cases, torch_device, bar)
+    return JobOutcome(job.name, already_trained=finished, resumed_from=done)
+
+
+def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Path | Workspace | None = None,
+          folds: int | str | Sequence[int | str] | None = None, groups: Sequence[str] | None = None,
+          configuration: str | None = None, epochs: int | None = None, iterations: int | None = None,
+          val_iterations: int | None = None, checkpoint_every: int | None = None, device: str = "auto",
+          overwrite: bool = False, verbose: bool = False, progress: bool = True,
+          ray: str | bool | None = None) -> ModelFolder:
+    """Train a recipe's models (groups × folds) in order, resumably; returns the model folder.
+
+    Finished models are skipped, an interrupted one continues from its last checkpoint, and each
+    cross-validation model predicts its validation cases (out-of-fold probabilities) for ensembling
+    and postprocessing studies. ``epochs``/``iterations`` shorten the schedule for quick runs.
+    ``ray`` (True: a local Ray instance; an address: that cluster) trains them at once as Ray
+    tasks instead, one GPU each where the cluster has GPUs (:mod:`ichseg.distributed`).
+    """
+    if ray:
+        from ichseg.distributed import require_ray
+
+        require_ray()
+    else:
+        _engine().resolve_device(device)  # a wrong device fails before anything is written
+    plan = prepare_training(dataset, recipe, workspace=workspace, folds=folds, groups=groups,
+                            configuration=configuration, epochs=epochs, iterations=iterations,
+                            val_iterations=val_iterations, checkpoint_every=checkpoint_every,
+                            overwrite=overwrite)
+    if ray:
+        from ichseg.distributed import train_on_ray
+
+        return train_on_ray(plan, ray, verbose=verbose)
+    with make_progress(progress) as bar:
+        overall = bar.add_task(f"Training {plan.folder.recipe_name} on {dataset}", total=len(plan.jobs))
+        for job in plan.jobs:
+            epoch_task = bar.add_task(f"  {job.name}", total=plan.epochs)
+
+            def on_epoch(done: int, total: int, loss: float, task=epoch_task, name=job.name) -> None:
                 bar.update(task, completed=done, description=f"  {name} (loss {loss:.3f})")
 
-            params = engine.TrainerParams(loss=group.loss, training=schedule, checkpoint_every=every)
-            engine.train_model(ws, folder_name, rec.plans_name, group.configuration, fold, params,
-                               folder.group_dir(group.name), torch_device, on_epoch, verbose)
-            bar.update(epoch_task, completed=schedule.epochs)
-            if isinstance(fold, int):
-                cases = splits[fold]["val"]
-                _write_out_of_fold(folder, ws, base, group.name, fold, cases, torch_device, bar)
+            run_job(job, device, on_epoch, verbose, bar)
             bar.remove_task(epoch_task)
             bar.advance(overall)
-    return folder
+    return plan.folder
 
 
 def _workspace(workspace: str | Path | Workspace | None) -> Workspace:

@@ -21,7 +21,7 @@ _LAZY = {
     "IchsegTrainer": "trainer", "TrainerParams": "trainer",
     "TrainedNetwork": "inference",
     "ensure_splits": "planning", "plan_dataset": "planning", "require_plans": "planning",
-    "nnunet_model_folder": "layout", "train_model": "training",
+    "nnunet_model_folder": "layout", "train_model": "training", "training_state": "training",
 }
 
 

@@ -37,6 +37,45 @@ class PreprocessedCase:
     data: torch.Tensor
     properties: dict[str, Any]
 
+    def to(self, device: torch.device) -> PreprocessedCase:
+        """On ``device`` (the copy to a GPU overlaps other work); itself when already there."""
+        if self.data.device == device or device.type != "cuda":
+            return self
+        return PreprocessedCase(self.data.to(device, non_blocking=True), self.properties)
+
+
+class CasePreprocessor:
+    """nnU-Net's preprocessing of one (plans, configuration), without a network: a process with
+    no GPU and no weights loaded can prepare cases for networks that run elsewhere."""
+
+    def __init__(self, plans_manager: PlansManager, configuration: str, dataset_json: dict[str, Any]) -> None:
+        self.plans_manager = plans_manager
+        self.configuration = configuration
+        self.configuration_manager = plans_manager.get_configuration(configuration)
+        self.dataset_json = dataset_json
+
+    @classmethod
+    def from_folder(cls, nnunet_folder: Path, configuration: str) -> CasePreprocessor:
+        """The preprocessing of a trained model's nnU-Net folder (its plans.json and dataset.json)."""
+        try:
+            plans = json.loads((nnunet_folder / "plans.json").read_text())
+            dataset_json = json.loads((nnunet_folder / "dataset.json").read_text())
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{nnunet_folder}: unreadable model files ({error})") from None
+        return cls(PlansManager(plans), configuration, dataset_json)
+
+    @property
+    def preprocessing_key(self) -> PreprocessingKey:
+        return (self.plans_manager.dataset_name, self.plans_manager.plans_name, self.configuration)
+
+    def preprocess(self, array: np.ndarray, spacing: tuple[float, float, float]) -> PreprocessedCase:
+        """nnU-Net's preprocessing (crop, CT normalisation, resampling) of one (z, y, x) volume, on the CPU."""
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        data, _, properties = preprocessor.run_case_npy(
+            np.asarray(array, dtype=np.float32)[None], None, {"spacing": list(spacing)},
+            self.plans_manager, self.configuration_manager, self.dataset_json)
+        return PreprocessedCase(torch.from_numpy(np.ascontiguousarray(data)), properties)
+
 
 class MirrorBatchingPredictor(nnUNetPredictor):
     """nnU-Net's predictor that, on a GPU, runs a tile and its mirrored copies as one batch.
@@ -108,19 +147,8 @@ class TrainedNetwork:
 
     @property
     def preprocessing_key(self) -> PreprocessingKey:
-        """Networks with equal keys take identical preprocessed input."""
+        """Networks with equal keys take identical preprocessed input (a :class:`CasePreprocessor`'s)."""
         return (self.plans_manager.dataset_name, self.plans_manager.plans_name, self.configuration)
-
-    def preprocess(self, array: np.ndarray, spacing: tuple[float, float, float]) -> PreprocessedCase:
-        """nnU-Net's preprocessing (crop, CT normalisation, resampling) of one (z, y, x) volume."""
-        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
-        data, _, properties = preprocessor.run_case_npy(
-            np.asarray(array, dtype=np.float32)[None], None, {"spacing": list(spacing)},
-            self.plans_manager, self.configuration_manager, self.dataset_json)
-        tensor = torch.from_numpy(np.ascontiguousarray(data))
-        if self.device.type == "cuda":
-            tensor = tensor.to(self.device, non_blocking=True)
-        return PreprocessedCase(tensor, properties)
 
     @torch.inference_mode()
     def foreground_probability(self, case: PreprocessedCase) -> torch.Tensor:

@@ -42,3 +42,16 @@ def train_model(workspace: Workspace, folder_name: str, plans_name: str, configu
         write_json(fold_dir / "trainer_params.json", params.to_dict(), overwrite=True)
         trainer.run_training()
     return fold_dir
+
+
+def training_state(output_root: Path, folder_name: str, plans_name: str, configuration: str,
+                   fold: int | str) -> tuple[bool, int | None]:
+    """Whether a model is finished, and if not, the epochs its latest checkpoint holds (None when
+    it has saved none): what a resumed training starts from."""
+    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
+    if (fold_dir / FINAL_CHECKPOINT).is_file():
+        return True, None
+    if not (fold_dir / LATEST_CHECKPOINT).is_file():
+        return False, None
+    checkpoint = torch.load(fold_dir / LATEST_CHECKPOINT, map_location="cpu", weights_only=False)
+    return False, int(checkpoint["current_epoch"])
