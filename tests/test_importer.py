@@ -328,7 +328,7 @@ def test_rejects_source_without_cases(layout, tmp_path, capsys):
         "empty folder": f"{source}: not a data set folder: expected data/ and label/ (INSTANCE "
                         f"layout) or dataset.json, imagesTr/ and labelsTr/ (nnU-Net raw layout)",
         "empty INSTANCE folders": f"{source}: no cases found (INSTANCE layout)",
-        "missing folder": f"{source}: no such folder",
+        "missing folder": f"{source}: no such file or folder",
     }[layout]
     workspace = tmp_path / "ws"
     assert main(["import", str(source), "--name", "ich", "--workspace", str(workspace)]) == 2
@@ -346,7 +346,9 @@ def test_rejects_non_finite_ct_values(tmp_path):
     with pytest.raises(InputError) as raised:
         import_dataset(source, "other", tmp_path / "ws", progress=False)
     assert str(raised.value).splitlines()[1:] == [
-        f"  {source / 'imagesTr' / 'b_0000.mha'}: contains NaN or infinite values"]
+        f"  {source / 'imagesTr' / 'b_0000.mha'}: 1 of 120 voxels are NaN or infinite; expected a CT "
+        f"in Hounsfield units (air -1000, brain 20 to 45, blood 50 to 90, bone above 300) (use "
+        f"--accept-intensities to accept it)"]
     assert all_entries(tmp_path / "ws" / "nnUNet_raw") == []
 
 

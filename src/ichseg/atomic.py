@@ -67,7 +67,7 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, keep: 
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OutputPathError(f"{path}: is a file; the {what} must be a folder")
+        raise OutputPathError(f"{path}: is a file, not a folder")
     if path.is_dir():
         _probe_writable(path, path)
         if not (overwrite or keep) and any(not is_partial(entry) for entry in path.iterdir()):
@@ -84,20 +84,17 @@ def check_output_file(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
     if path.is_dir():
         raise OutputPathError(f"{path}: is a folder; give a file name")
     refuse_existing(path, overwrite)
-    if path.parent.is_dir():
-        _probe_writable(path.parent, path)
-    else:
-        _probe_writable(_existing_parent(path.parent, "folder of the output file"), path)
+    _probe_writable(_existing_parent(path, "file"), path)
     return path
 
 
-def _existing_parent(path: Path, what: str) -> Path:
-    """The nearest existing folder above ``path``; a file on the way is refused."""
-    parent = path.parent
+def _existing_parent(target: Path, what: str) -> Path:
+    """The nearest existing folder above ``target``; a file on the way is refused."""
+    parent = target.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise OutputPathError(f"{path}: cannot create the {what}, {parent} is a file")
+        raise OutputPathError(f"{target}: cannot create the {what}, {parent} is a file")
     return parent
 
 

@@ -30,11 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ichseg.atomic import refuse_existing, write_json
+    from ichseg.atomic import check_output_file, write_json
     from ichseg.clinical.expansion import compare_files, format_comparison
 
     if args.json is not None:
-        refuse_existing(args.json, args.overwrite)
+        check_output_file(args.json, overwrite=args.overwrite)
     given = {"absolute_threshold_ml": args.absolute_threshold,
              "relative_threshold": args.relative_threshold}
     thresholds = {name: value for name, value in given.items() if value is not None}

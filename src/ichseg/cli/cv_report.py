@@ -20,8 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate each model group and each ensemble strategy on the out-of-fold predictions; print
     mean ± sd of Dice, HD, RVD and NSD, and write cv_report.md / cv_report.csv into the model folder."""
+    from ichseg.atomic import check_output_dir
     from ichseg.crossval import cv_report
+    from ichseg.models import ModelFolder
 
+    check_output_dir(ModelFolder.open(args.model).path, keep=True, what="model folder")
     report = cv_report(args.model, args.workspace, nsd_tolerance_mm=args.tolerance)
     print(f"Out-of-fold results, {report.n_cases} cases, groups: {', '.join(report.groups)}\n")
     print(report.markdown)

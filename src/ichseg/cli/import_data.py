@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ichseg.cli.common import add_overwrite, add_workspace
+from ichseg.cli.common import add_accept_intensities, add_overwrite, add_workspace, print_warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="name of the data set in the workspace (letters, digits, '_', '-')")
     add_workspace(parser)
     add_overwrite(parser)
+    add_accept_intensities(parser)
     parser.set_defaults(run=run)
 
 
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ichseg.data.importer import import_dataset
 
     imported = import_dataset(args.source, args.name, args.workspace, overwrite=args.overwrite,
-                              progress=sys.stderr.isatty())
+                              progress=sys.stderr.isatty(), accept_intensities=args.accept_intensities)
+    print_warnings(imported.warnings)
     print(f"imported {imported.n_cases} cases as data set '{imported.name}' into {imported.folder}")
     return 0

@@ -33,8 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ichseg.atomic import check_output_dir, check_output_file
     from ichseg.data.synth import synthesize
 
+    check_output_dir(args.out, overwrite=args.overwrite)
+    if args.preview is not None:
+        check_output_file(args.preview, overwrite=args.overwrite)
     records = synthesize(args.out, args.n_cases, seed=args.seed, size=args.size,
                          overwrite=args.overwrite, preview=args.preview,
                          progress=sys.stderr.isatty())

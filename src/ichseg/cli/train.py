@@ -29,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
     """Train every (group, fold) of the recipe in order. Re-running skips finished models and continues
     an interrupted one from its last checkpoint; each cross-validation model keeps its out-of-fold
     predictions."""
+    from ichseg.atomic import check_output_dir
     from ichseg.training import train
+    from ichseg.workspace import Workspace
 
+    check_output_dir(Workspace.coerce(args.workspace).root, keep=True, what="workspace")
     folder = train(args.dataset, args.recipe, workspace=args.workspace, folds=args.fold, groups=args.group,
                    configuration=args.configuration, epochs=args.epochs, iterations=args.iterations,
                    val_iterations=args.val_iterations, device=args.device, overwrite=args.overwrite,

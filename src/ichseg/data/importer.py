@@ -7,7 +7,9 @@ Two source layouts are recognised:
   with one channel and the labels 0 and 1.
 
 Every image/label pair is read and checked before anything is kept: both files readable 3D
-volumes, the same shape, spacing, direction and origin, labels only 0 and 1, CT values finite. All
+volumes, the same shape, spacing, direction and origin, labels only 0 and 1, CT values in HU
+(:func:`ichseg.io.intensity.check_intensities`; ``accept_intensities`` makes its refusals
+warnings). All
 problems are gathered into one :class:`InputError`, so a user fixes a data set in one round. The
 data set is built in a temporary folder and renamed into place, so a failed or interrupted import
 leaves nothing behind. Images and labels are reoriented to
@@ -23,14 +25,14 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from ichseg import __version__
-from ichseg.atomic import atomic_dir, refuse_existing, write_json
+from ichseg.atomic import atomic_dir, check_output_dir, refuse_existing, write_json
 from ichseg.errors import InputError
 from ichseg.io.image import (
     CANONICAL_ORIENTATION,
@@ -42,6 +44,8 @@ from ichseg.io.image import (
     save_image,
     save_mask,
 )
+from ichseg.io.inputs import entry_problem
+from ichseg.io.intensity import check_intensities
 from ichseg.progress import progress_bar
 from ichseg.workspace import Workspace
 
@@ -70,6 +74,7 @@ class ImportedDataset:
     folder: Path
     folder_name: str
     cases: list[str]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_cases(self) -> int:
@@ -102,16 +107,20 @@ class SourceScan:
 
 def import_dataset(source: str | os.PathLike, name: str,
                    workspace: Workspace | str | os.PathLike | None = None, *,
-                   overwrite: bool = False, progress: bool = True) -> ImportedDataset:
+                   overwrite: bool = False, progress: bool = True,
+                   accept_intensities: bool = False) -> ImportedDataset:
     """Check every case of ``source`` and copy the data set into ``workspace`` as ``name``.
 
-    Raises :class:`OutputExistsError` if the data set exists and ``overwrite`` is false, and
-    :class:`InputError` listing every problem found (nothing is imported then).
+    Raises, before any case is read, :class:`OutputExistsError` if the data set exists and
+    ``overwrite`` is false and :class:`OutputPathError` if the workspace cannot be written; then
+    :class:`InputError` listing every problem found (nothing is imported then). Unusual but
+    possible CT values are returned as :attr:`ImportedDataset.warnings`.
     """
     workspace = Workspace.coerce(workspace)
     folder_name = workspace.new_dataset_folder_name(name)
     destination = workspace.raw / folder_name
     refuse_existing(destination, overwrite)
+    check_output_dir(destination, overwrite=True, what="data set folder")
     source = Path(source).expanduser().absolute()
     scan = _scan_source(source)
     if not scan.pairs:
@@ -119,22 +128,26 @@ def import_dataset(source: str | os.PathLike, name: str,
             raise _failure(scan.problems)
         raise InputError(f"{source}: no cases found ({scan.layout} layout)")
     with atomic_dir(destination, overwrite) as staging:
-        problems = scan.problems + _import_cases(scan.pairs, staging, progress,
-                                                 write=not scan.problems)
-        if problems:
-            raise _failure(problems)
+        problems, warnings = _import_cases(scan.pairs, staging, progress, write=not scan.problems,
+                                           accept_intensities=accept_intensities)
+        if scan.problems or problems:
+            raise _failure(scan.problems + problems)
         cases = [pair.name for pair in scan.pairs]
         write_json(staging / "dataset.json", _dataset_json(name, len(cases), source, scan.layout))
     stale_plans = workspace.preprocessed / folder_name
     if stale_plans.exists():  # plans of the replaced data set would no longer fit
         shutil.rmtree(stale_plans)
-    return ImportedDataset(name=name, folder=destination, folder_name=folder_name, cases=cases)
+    return ImportedDataset(name=name, folder=destination, folder_name=folder_name, cases=cases,
+                           warnings=warnings)
 
 
 def _scan_source(source: Path) -> SourceScan:
     """Recognise the layout of ``source`` and pair its image and label files by case name."""
+    problem = entry_problem(source)
+    if problem is not None:
+        raise InputError(problem)
     if not source.is_dir():
-        raise InputError(f"{source}: no such folder")
+        raise InputError(f"{source}: not a folder")
     if (source / "dataset.json").is_file():
         return _scan_nnunet_raw(source)
     if (source / "data").is_dir() and (source / "label").is_dir():
@@ -199,11 +212,15 @@ def _dataset_json_problems(path: Path, description: dict) -> list[Problem]:
 
 def _files_by_case(folder: Path, endings: tuple[str, ...],
                    name_of: Callable[[Path], str]) -> dict[str, list[Path]]:
-    """Image files of ``folder`` grouped by case name; hidden files and other files are ignored."""
+    """Image files of ``folder`` grouped by case name; hidden files and other files are ignored
+    (broken or looping links with an image's name are kept: reading them reports them)."""
+    problem = entry_problem(folder)
+    if problem is not None:
+        raise InputError(problem)
     endings = tuple(ending.lower() for ending in endings)
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.name.lower().endswith(endings):
+        if not path.is_dir() and not path.name.startswith(".") and path.name.lower().endswith(endings):
             found.setdefault(name_of(path), []).append(path)
     return found
 
@@ -229,50 +246,58 @@ def _pair_files(images: dict[str, list[Path]], labels: dict[str, list[Path]],
     return pairs, problems
 
 
-def _import_cases(pairs: list[CasePair], staging: Path, progress: bool, write: bool) -> list[Problem]:
-    """Read and check every pair, writing cases into ``staging`` until the first problem."""
+def _import_cases(pairs: list[CasePair], staging: Path, progress: bool, write: bool,
+                  accept_intensities: bool) -> tuple[list[Problem], list[str]]:
+    """Read and check every pair, writing cases into ``staging`` until the first problem;
+    return the problems and the intensity warnings."""
     failed = threading.Event()
     if not write:
         failed.set()
 
-    def import_case(pair: CasePair) -> list[Problem]:
-        image, label, problems = _read_and_check(pair)
+    def import_case(pair: CasePair) -> tuple[list[Problem], list[str]]:
+        image, label, problems, warnings = _read_and_check(pair, accept_intensities)
         if problems:
             failed.set()
         elif not failed.is_set():
             _write_case(pair.name, image, label, staging)
-        return problems
+        return problems, warnings
 
     executor = ThreadPoolExecutor(max_workers=READER_THREADS)
     try:
-        results = progress_bar(executor.map(import_case, pairs), "Importing cases", progress, total=len(pairs))
-        return [problem for case_problems in results for problem in case_problems]
+        results = list(progress_bar(executor.map(import_case, pairs), "Importing cases", progress,
+                                    total=len(pairs)))
+        return ([problem for case_problems, _ in results for problem in case_problems],
+                [warning for _, case_warnings in results for warning in case_warnings])
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _read_and_check(pair: CasePair) -> tuple[CTImage | None, CTImage | None, list[Problem]]:
+def _read_and_check(pair: CasePair, accept_intensities: bool
+                    ) -> tuple[CTImage | None, CTImage | None, list[Problem], list[str]]:
     images: list[CTImage | None] = []
     problems: list[Problem] = []
+    warnings: list[str] = []
     for path in (pair.image, pair.label):
         try:
+            problem = entry_problem(path)
+            if problem is not None:
+                raise InputError(problem)
             images.append(load_image(path))
         except InputError as error:
             images.append(None)
             problems.append(Problem(path, str(error)))
     image, label = images
-    if image is not None and not _is_finite(image.array):
-        problems.append(Problem(pair.image, f"{pair.image}: contains NaN or infinite values"))
+    if image is not None:
+        try:
+            warnings = check_intensities(image, accept=accept_intensities)
+        except InputError as error:
+            problems.append(Problem(pair.image, str(error)))
     if label is not None:
         problems.extend(Problem(pair.label, f"{pair.label}: {text}") for text in _label_problems(label))
         if image is not None:
             problems.extend(Problem(pair.label, f"{pair.label}: {text}")
                             for text in _geometry_differences(label, image))
-    return image, label, problems
-
-
-def _is_finite(array: np.ndarray) -> bool:
-    return not np.issubdtype(array.dtype, np.floating) or bool(np.isfinite(array).all())
+    return image, label, problems, warnings
 
 
 def _label_problems(label: CTImage) -> list[str]:

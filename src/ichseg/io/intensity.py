@@ -39,7 +39,7 @@ def check_intensities(image: CTImage, *, accept: bool = False, where: str | None
     where = where or str(image.source if image.source is not None else "CT array")
     refusals, warnings = _assess(image)
     if refusals and not accept:
-        raise IntensityError(f"{where}: {refusals[0]} (use --accept-intensities to segment it anyway)")
+        raise IntensityError(f"{where}: {refusals[0]} (use --accept-intensities to accept it)")
     found = [*refusals, *warnings] if accept else warnings
     return [f"{where}: {text}" for text in found]
 
