@@ -46,3 +46,10 @@ def print_warnings(warnings: list[str]) -> None:
     """Each warning as one line on stderr."""
     for warning in warnings:
         print(f"ichseg: warning: {warning}", file=sys.stderr)
+
+
+def add_ray(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                        help=f"{what} on Ray: a local instance, or the cluster at ADDRESS ('auto', HOST:PORT, "
+                             "ray://HOST:10001); the workspace and outputs must be on storage every node "
+                             "sees (needs pip install 'ichseg[ray]')")

@@ -10,6 +10,7 @@ from ichseg.cli.common import (
     add_device,
     add_folds,
     add_overwrite,
+    add_ray,
     add_verbose,
     add_workspace,
     print_warnings,
@@ -45,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "complete (same model and options only)")
     add_accept_intensities(parser)
     add_device(parser)
+    add_ray(parser, "run the batch as a pipeline: reading and writing on CPU workers, the models once per GPU,")
+    parser.add_argument("--ray-workers", type=int, metavar="N",
+                        help="with --ray: model copies at work (default: one per GPU, else the CPUs less one)")
     add_workspace(parser)
     add_overwrite(parser)
     add_verbose(parser)
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                      groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,
                      options=options, device=args.device, mirroring=not args.no_mirroring,
                      step_size=args.step_size, series=args.series, verbose=args.verbose,
-                     resume=args.resume, accept_intensities=args.accept_intensities)
+                     resume=args.resume, accept_intensities=args.accept_intensities, ray=args.ray,
+                     ray_workers=args.ray_workers)
     print_warnings(result.warnings)
     if result.cases or result.skipped:
         skipped = f" ({len(result.skipped)} complete already)" if result.skipped else ""

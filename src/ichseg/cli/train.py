@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ichseg.cli.common import add_device, add_folds, add_overwrite, add_verbose, add_workspace
+from ichseg.cli.common import add_device, add_folds, add_overwrite, add_ray, add_verbose, add_workspace
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iterations", type=int, help="override the training iterations per epoch")
     parser.add_argument("--val-iterations", type=int, help="override the validation iterations per epoch")
     add_device(parser)
+    add_ray(parser, "train the models at once, as Ray tasks with one GPU each (CPU without GPUs),")
     add_workspace(parser)
     add_overwrite(parser)
     add_verbose(parser)
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     folder = train(args.dataset, args.recipe, workspace=args.workspace, folds=args.fold, groups=args.group,
                    configuration=args.configuration, epochs=args.epochs, iterations=args.iterations,
                    val_iterations=args.val_iterations, device=args.device, overwrite=args.overwrite,
-                   verbose=args.verbose)
+                   verbose=args.verbose, ray=args.ray)
     models = folder.trained_models()
     print(f"{len(models)} trained model(s) in {folder.path}")
     return 0
