@@ -16,7 +16,7 @@ from ichseg.atomic import atomic_file, write_json
 from ichseg.data.derived import IMAGE_SUFFIX, derived_dataset
 from ichseg.errors import ModelError, WorkspaceError
 from ichseg.models import FORMAT_VERSION, MODEL_FILE, ModelFolder, file_sha256, parse_folds
-from ichseg.progress import make_progress
+from ichseg.progress import TrainingEpoch, make_progress
 from ichseg.recipes import Recipe, load_recipe
 from ichseg.workspace import Workspace
 
@@ -133,7 +133,7 @@ def prepare_training(dataset: str, recipe: str | Recipe = "nnunet", *,
     return TrainingPlan(folder, jobs, schedule.epochs)
 
 
-def run_job(job: ModelJob, device: str = "auto", on_epoch: Callable[[int, int, float], None] | None = None,
+def run_job(job: ModelJob, device: str = "auto", on_epoch: Callable[[TrainingEpoch], None] | None = None,
             verbose: bool = False, bar: Any = None) -> JobOutcome:
     """Train (or resume, or skip) one model, then write its out-of-fold predictions."""
     engine = _engine()
@@ -183,10 +183,10 @@ def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Pat
     with make_progress(progress) as bar:
         overall = bar.add_task(f"Training {plan.folder.recipe_name} on {dataset}", total=len(plan.jobs))
         for job in plan.jobs:
-            epoch_task = bar.add_task(f"  {job.name}", total=plan.epochs)
+            epoch_task = bar.add_task(f"  {job.name}", total=plan.epochs, every_step=True)
 
-            def on_epoch(done: int, total: int, loss: float, task=epoch_task, name=job.name) -> None:
-                bar.update(task, completed=done, description=f"  {name} (loss {loss:.3f})")
+            def on_epoch(epoch: TrainingEpoch, task=epoch_task, name=job.name) -> None:
+                bar.update(task, completed=epoch.done, description=f"  {name} ({epoch.summary})")
 
             run_job(job, device, on_epoch, verbose, bar)
             bar.remove_task(epoch_task)

@@ -1,8 +1,9 @@
 """The only door to nnU-Net v2: planning, training and network inference.
 
-Importing this package sets nnU-Net's process defaults before nnunetv2 itself is imported; the
-workspace folders are set around each call (see :mod:`ichseg.engine.environment`). Its names are
-imported on first use, so that prediction does not pay for importing nnU-Net's training code.
+Importing this package changes no setting of the process: nnU-Net's folders and switches are set
+around each call and process counts passed as arguments (see :mod:`ichseg.engine.environment`).
+Its names are imported on first use, so that prediction does not pay for importing nnU-Net's
+training code.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import os
 from importlib.metadata import version as _version
 from typing import Any
 
-from ichseg.engine.environment import resolve_device, set_process_defaults
-
-set_process_defaults()
+from ichseg.engine.environment import resolve_device
 
 #: name -> the submodule that defines it
 _LAZY = {

@@ -23,6 +23,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from ichseg.engine.checkpoint import load_checkpoint
 from ichseg.engine.environment import captured_output
 from ichseg.engine.layout import FINAL_CHECKPOINT, fold_folder_name
 from ichseg.errors import ModelError
@@ -116,7 +117,7 @@ class TrainedNetwork:
         if not checkpoint_path.is_file():
             raise ModelError(f"{checkpoint_path}: missing (the model of fold {fold} is not trained)")
         try:
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            checkpoint = load_checkpoint(checkpoint_path)
             self.dataset_json = json.loads((nnunet_folder / "dataset.json").read_text())
             plans = json.loads((nnunet_folder / "plans.json").read_text())
         except (OSError, RuntimeError, ValueError) as error:

@@ -52,6 +52,7 @@ def plan_dataset(workspace: Workspace, folder_name: str, configurations: Sequenc
     """
     number = dataset_id(folder_name)
     log = workspace.preprocessed / folder_name / "ichseg_plan.log"
+    # each of the three steps prints its progress and plans, whatever its verbose flag says
     with nnunet_paths(workspace), captured_output(log, verbose):
         fingerprint = extract_fingerprint_dataset(number, num_processes=num_processes, clean=True,
                                                   verbose=verbose, show_progress_bar=False)

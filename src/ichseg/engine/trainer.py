@@ -9,6 +9,7 @@ checkpoints (``trainer_params.json``); prediction needs none of them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -19,6 +20,7 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ichseg.engine.losses import DiceWeightedCELoss
+from ichseg.progress import TrainingEpoch
 from ichseg.recipes import LossSpec, TrainingSpec
 
 
@@ -40,8 +42,11 @@ class TrainerParams:
 class IchsegTrainer(nnUNetTrainer):
     """nnU-Net's trainer with the recipe's loss, optimiser and schedule."""
 
-    #: Called after every epoch with (finished epochs, total epochs, last train loss).
-    epoch_callback: Callable[[int, int, float], None] | None = None
+    #: Called after every epoch with its losses and pseudo-Dice.
+    epoch_callback: Callable[[TrainingEpoch], None] | None = None
+    #: Whether the trainer's log lines also go to stdout (``--verbose``); they always go to its
+    #: log file. A class default, since nnU-Net's constructor already logs.
+    echo_log: bool = False
 
     def configure(self, params: TrainerParams) -> None:
         """Apply a recipe's parameters; call before :meth:`initialize`."""
@@ -86,8 +91,24 @@ class IchsegTrainer(nnUNetTrainer):
     def plot_network_architecture(self) -> None:
         """Skipped: drawing the graph costs time and needs optional packages."""
 
+    def print_to_log_file(self, *args, also_print_to_console: bool = True,
+                          add_timestamp: bool = True) -> None:
+        """nnU-Net's logging hook: every line to the log file, to stdout only with ``echo_log``."""
+        super().print_to_log_file(*args, also_print_to_console=also_print_to_console and self.echo_log,
+                                  add_timestamp=add_timestamp)
+
+    def _do_i_compile(self) -> bool:
+        """torch.compile costs minutes per model and run, worth it only for long trainings on a
+        GPU: on only when the user sets nnU-Net's ``nnUNet_compile`` (nnU-Net's default is on)."""
+        wanted = os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t")
+        return wanted and super()._do_i_compile()
+
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
         if self.epoch_callback is not None:
-            loss = float(self.logger.get_value("train_losses", step=-1))
-            self.epoch_callback(self.current_epoch, self.num_epochs, loss)
+            log = self.logger
+            self.epoch_callback(TrainingEpoch(
+                done=self.current_epoch, total=self.num_epochs,
+                train_loss=float(log.get_value("train_losses", step=-1)),
+                val_loss=float(log.get_value("val_losses", step=-1)),
+                pseudo_dice=float(log.get_value("mean_fg_dice", step=-1))))
