@@ -36,10 +36,10 @@ def write(path: Path, mask: np.ndarray, spacing=SPACING, direction=LPS) -> Path:
 
 @pytest.fixture
 def cases(tmp_path):
-    """References ``c0``–``c3`` and predictions: ``c0``–``c2`` shifted copies, ``c3`` missing,
-    and ``x9`` without a reference."""
+    """References ``c0``–``c2`` and predictions: ``c0``–``c2`` shifted copies, and ``x9``
+    without a reference (a reference without a prediction is an error: test_reliability.py)."""
     ref, pred = tmp_path / "ref", tmp_path / "model_a"
-    for index in range(4):
+    for index in range(3):
         write(ref / f"c{index}.nii.gz", reference_mask(index))
     for index in range(3):
         write(pred / f"c{index}.nii.gz", np.roll(reference_mask(index), index, axis=2))
@@ -56,7 +56,7 @@ def test_folders_are_matched_by_case_name(cases):
     pred, ref = cases
     evaluation = evaluate_folders(pred, ref, workers=1, progress=False)
     assert evaluation.rows == [expected_row(i) for i in range(3)]
-    assert evaluation.missing == ["c3"] and evaluation.extra == ["x9"]
+    assert evaluation.missing == [] and evaluation.extra == ["x9"]
     assert evaluation.failures == [] and evaluation.ok
 
 
@@ -133,7 +133,7 @@ def test_outputs_are_written_and_not_overwritten_by_default(cases, tmp_path):
     assert summary["n_cases"] == 3
     assert summary["metrics"]["dice"]["mean"] == pytest.approx(
         np.mean([row["dice"] for row in evaluation.rows]))
-    assert summary["missing_predictions"] == ["c3"]
+    assert summary["missing_predictions"] == []
     assert summary["predictions_without_reference"] == ["x9"]
     assert "| Dice ↑ |" in (out / "summary.md").read_text()
     assert (out / "dice_boxplot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -149,6 +149,7 @@ def test_outputs_are_written_and_not_overwritten_by_default(cases, tmp_path):
 def test_infinite_hd_is_written_as_inf_in_csv_and_null_in_json(cases, tmp_path):
     pred, ref = cases
     write(pred / "c3.nii.gz", np.zeros(SHAPE, np.uint8))
+    write(ref / "c3.nii.gz", reference_mask(3))
     out = tmp_path / "out"
     evaluate(pred, ref, out, workers=1, plots=False, progress=False)
     with open(out / "metrics.csv", newline="") as handle:
@@ -168,10 +169,10 @@ def test_compare_ranks_methods_and_writes_one_table(cases, tmp_path):
 
     assert [row["method"] for row in comparison.ranking] == ["perfect", "model_a"]
     assert comparison.ranking[0]["rank_dice"] < comparison.ranking[1]["rank_dice"]
-    assert comparison.evaluations["model_a"].missing == ["c3"]
+    assert comparison.evaluations["model_a"].missing == []
     with open(out / "metrics.csv", newline="") as handle:
         methods = [row["method"] for row in csv.DictReader(handle)]
-    assert methods.count("perfect") == 4 and methods.count("model_a") == 3
+    assert methods.count("perfect") == 3 and methods.count("model_a") == 3
     with open(out / "ranking.csv", newline="") as handle:
         assert [row["method"] for row in csv.DictReader(handle)] == ["perfect", "model_a"]
     assert "## Ranking" in (out / "summary.md").read_text()
@@ -204,7 +205,7 @@ def test_cli_evaluates_prints_tables_and_reports_missing_cases(cases, tmp_path, 
     code, out, err = ichseg("evaluate", pred, ref, "-o", tmp_path / "out", "--workers", "1")
     assert code == 0
     assert "Per case" in out and "c2" in out and "Summary of 3 cases" in out
-    assert "no prediction for 1 reference case(s): c3" in err
+    assert "no prediction" not in err
     assert "no reference for 1 prediction(s): x9" in err
     assert (tmp_path / "out" / "summary.json").exists()
 

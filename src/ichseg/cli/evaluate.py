@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="cases evaluated in parallel (default: one per CPU core)")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    parser.add_argument("--missing", choices=("error", "empty"), default="error",
+                        help="a reference case without a prediction: an error (default), or scored "
+                             "as an empty prediction (Dice 0, HD infinite), as the challenge does")
     add_overwrite(parser)
     parser.set_defaults(run=run)
 
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     options = dict(
         nsd_tolerance_mm=DEFAULT_NSD_TOLERANCE_MM if args.tolerance is None else args.tolerance,
         workers=args.workers, overwrite=args.overwrite, plots=not args.no_plots,
+        missing=args.missing,
     )
     if args.compare:
         if args.pred or args.ref or args.compare_ref is None:
@@ -110,7 +114,7 @@ def _print_issues(method: str, evaluation) -> None:
         print(f"ichseg: error: {where}case {name}: {reason}", file=sys.stderr)
     if evaluation.missing:
         print(f"ichseg: warning: {where}no prediction for {len(evaluation.missing)} reference "
-              f"case(s): {', '.join(evaluation.missing)}", file=sys.stderr)
+              f"case(s), scored as empty masks: {', '.join(evaluation.missing)}", file=sys.stderr)
     if evaluation.extra:
         print(f"ichseg: warning: {where}no reference for {len(evaluation.extra)} prediction(s): "
               f"{', '.join(evaluation.extra)}", file=sys.stderr)

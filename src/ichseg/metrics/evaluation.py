@@ -3,7 +3,10 @@
 This module computes; :mod:`ichseg.metrics.writing` puts the results into files.
 
 Cases are matched by name (the file name without its image extension): a reference without a
-prediction is reported as missing, a prediction without a reference as extra; nothing is guessed.
+prediction is an error (:class:`InputError`, raised before any case is evaluated, so a summary
+never averages over the easy cases only) unless ``missing="empty"`` scores it as an empty
+prediction, as the organizers' script scores an empty mask; a prediction without a reference is
+listed as extra; nothing is guessed.
 A case that cannot be evaluated (unreadable file, different shape, spacing or orientation,
 non-binary values) is listed as a failure with a one-line reason, and the other cases go on.
 Spacing is taken from the reference, as the INSTANCE organizers took it from the label file.
@@ -86,30 +89,32 @@ class MaskPair:
     """A predicted mask and its reference, under the case's name."""
 
     name: str
-    pred: Path
+    pred: Path | None  # None: no prediction, scored as an empty mask
     ref: Path
 
 
 def evaluate_folders(pred_dir: PathLike, ref_dir: PathLike, *,
                      nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
-                     workers: int | None = None, progress: bool = True) -> Evaluation:
+                     workers: int | None = None, progress: bool = True,
+                     missing: str = "error") -> Evaluation:
     """Metrics of every prediction with a reference of the same name (or of one pair of files).
+    A reference without a prediction raises :class:`InputError` unless ``missing="empty"``.
 
     Cases run in a pool of ``workers`` processes (default: one per CPU core, at most one per
     case); ``progress`` reports the cases done on stderr (:mod:`ichseg.progress`).
     """
-    evaluation, pairs = _plan(pred_dir, ref_dir, nsd_tolerance_mm)
+    evaluation, pairs = _plan(pred_dir, ref_dir, nsd_tolerance_mm, missing)
     _fill([(evaluation, pairs)], workers, progress)
     return evaluation
 
 
 def compare_folders(preds: Sequence[PathLike], ref: PathLike, *,
                     nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, workers: int | None = None,
-                    progress: bool = True) -> Comparison:
+                    progress: bool = True, missing: str = "error") -> Comparison:
     """Evaluate several prediction folders against one reference, in one pool, and rank them the
     INSTANCE way (:func:`~ichseg.metrics.rank_methods`). Method names are the folder names."""
     names = method_names(preds)
-    plans = [_plan(path, ref, nsd_tolerance_mm) for path in preds]
+    plans = [_plan(path, ref, nsd_tolerance_mm, missing) for path in preds]
     _fill(plans, workers, progress)
     evaluations = {name: evaluation for name, (evaluation, _) in zip(names, plans)}
     results = {name: evaluation.rows for name, evaluation in evaluations.items()}
@@ -134,6 +139,7 @@ def match_cases(pred: PathLike, ref: PathLike) -> tuple[list[MaskPair], list[tup
     """Pairs to evaluate, failures (names given by several files), missing and extra names.
 
     Two files make one pair named after the reference; two folders are matched by case name.
+    Each missing name also has a pair, whose ``pred`` is None.
     """
     pred, ref = Path(pred), Path(ref)
     for path in (pred, ref):
@@ -148,9 +154,9 @@ def match_cases(pred: PathLike, ref: PathLike) -> tuple[list[MaskPair], list[tup
     clashes = {**pred_clashes, **ref_clashes}
     failures = [(name, f"several files for one case: {', '.join(clashes[name])}")
                 for name in sorted(clashes)]
-    pairs = [MaskPair(name, pred_files[name], ref_files[name])
-             for name in sorted(pred_files.keys() & ref_files.keys())]
     missing = sorted(ref_files.keys() - pred_files.keys() - clashes.keys())
+    pairs = [MaskPair(name, pred_files.get(name), ref_files[name])
+             for name in sorted((pred_files.keys() & ref_files.keys()) | set(missing))]
     extra = sorted(pred_files.keys() - ref_files.keys() - clashes.keys())
     return pairs, failures, missing, extra
 
@@ -168,10 +174,19 @@ def _case_files(folder: Path) -> tuple[dict[str, Path], dict[str, list[str]]]:
     return files, clashes
 
 
-def _plan(pred: PathLike, ref: PathLike,
-          nsd_tolerance_mm: float) -> tuple[Evaluation, list[MaskPair]]:
+#: What a reference without a prediction becomes: an error, or an empty prediction.
+MISSING_POLICIES = ("error", "empty")
+
+
+def _plan(pred: PathLike, ref: PathLike, nsd_tolerance_mm: float,
+          missing_policy: str = "error") -> tuple[Evaluation, list[MaskPair]]:
     check_tolerance(nsd_tolerance_mm)
+    if missing_policy not in MISSING_POLICIES:
+        raise InputError(f"missing={missing_policy!r}: choose from {', '.join(MISSING_POLICIES)}")
     pairs, failures, missing, extra = match_cases(pred, ref)
+    if missing and missing_policy == "error":
+        raise InputError(f"{pred}: no prediction for {len(missing)} reference case(s): "
+                         f"{', '.join(missing)} (use --missing empty to score them as empty masks)")
     evaluation = Evaluation(Path(pred), Path(ref), nsd_tolerance_mm, failures=failures,
                             missing=missing, extra=extra)
     return evaluation, pairs
@@ -214,8 +229,8 @@ def _evaluate_pair(pair: MaskPair, nsd_tolerance_mm: float
                    ) -> tuple[str, dict[str, object] | None, str | None]:
     """``(name, row, None)`` or ``(name, None, reason)``; runs in a worker process."""
     try:
-        pred = load_image(pair.pred)
         ref = load_image(pair.ref)
+        pred = ref.with_array(np.zeros(ref.shape, np.uint8)) if pair.pred is None else load_image(pair.pred)
         check_same_grid(pred, ref)
         metrics = case_metrics(pred.array, ref.array, ref.spacing, nsd_tolerance_mm)
     except IchsegError as error:

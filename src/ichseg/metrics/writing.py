@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ichseg.atomic import atomic_dir, refuse_existing, write_json, write_text
+from ichseg.atomic import atomic_dir, check_output_dir, refuse_existing, write_json, write_text
 from ichseg.io.ctimage import case_name
 from ichseg.metrics.case import DEFAULT_NSD_TOLERANCE_MM, METRICS
 from ichseg.metrics.evaluation import Comparison, Evaluation, compare_folders, evaluate_folders
@@ -36,16 +36,20 @@ _NOTE = ("Means and standard deviations (sample) are over finite values; an HD i
 
 def evaluate(pred: PathLike, ref: PathLike, output_dir: PathLike | None = None, *,
              nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, workers: int | None = None,
-             overwrite: bool = False, plots: bool = True, progress: bool = True) -> Evaluation:
+             overwrite: bool = False, plots: bool = True, progress: bool = True,
+             missing: str = "error") -> Evaluation:
     """Evaluate predictions against references and, given ``output_dir``, write there
     ``metrics.csv`` (per case), ``summary.json``, ``summary.md`` and PNG plots (Dice box plot,
     Bland–Altman of volumes). The folder is written atomically and an existing one is replaced
-    only with ``overwrite``; that is checked before any case is evaluated.
+    only with ``overwrite``; that, and that it can be written, is checked before any case is
+    evaluated. A reference without a prediction raises :class:`~ichseg.errors.InputError`
+    unless ``missing="empty"`` scores it as an empty prediction.
     """
     if output_dir is not None:
         refuse_existing(Path(output_dir), overwrite)
+        check_output_dir(output_dir, overwrite=True)
     evaluation = evaluate_folders(pred, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
-                                  progress=progress)
+                                  progress=progress, missing=missing)
     if output_dir is not None:
         write_evaluation(evaluation, output_dir, overwrite=overwrite, plots=plots)
     return evaluation
@@ -54,7 +58,7 @@ def evaluate(pred: PathLike, ref: PathLike, output_dir: PathLike | None = None, 
 def compare_methods(preds: Sequence[PathLike], ref: PathLike, output_dir: PathLike | None = None,
                     *, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
                     workers: int | None = None, overwrite: bool = False, plots: bool = True,
-                    progress: bool = True) -> Comparison:
+                    progress: bool = True, missing: str = "error") -> Comparison:
     """Evaluate several prediction folders against one reference and rank them the INSTANCE way
     (:func:`~ichseg.metrics.evaluation.compare_folders`). Given ``output_dir``, write
     ``metrics.csv`` (method, case, metrics), ``ranking.csv``, ``summary.json``, ``summary.md``
@@ -62,8 +66,9 @@ def compare_methods(preds: Sequence[PathLike], ref: PathLike, output_dir: PathLi
     """
     if output_dir is not None:
         refuse_existing(Path(output_dir), overwrite)
+        check_output_dir(output_dir, overwrite=True)
     comparison = compare_folders(preds, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
-                                 progress=progress)
+                                 progress=progress, missing=missing)
     if output_dir is not None:
         write_comparison(comparison, output_dir, overwrite=overwrite, plots=plots)
     return comparison
