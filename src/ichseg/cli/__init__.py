@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cv_report",
     "postprocess",
     "compare",
+    "serve",
 )
 
 

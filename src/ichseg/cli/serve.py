@@ -1,0 +1,53 @@
+"""``ichseg serve``: a DICOM node that segments CT series sent to it and sends the results back."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ichseg.cli.common import add_device, add_workspace
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="DICOM node: receive CT series, send SEG, key images and SR back",
+                                   description=run.__doc__)
+    parser.add_argument("--model", type=Path, help="trained model folder (WORKSPACE/models/DATASET/RECIPE)")
+    parser.add_argument("--listen", metavar="AE_TITLE@PORT", help="this node's AE title and port, e.g. ICHSEG@11112")
+    parser.add_argument("--send-to", metavar="AE_TITLE@HOST:PORT",
+                        help="where results go (a PACS), e.g. ORTHANC@127.0.0.1:4242; it may also send")
+    parser.add_argument("--allow-ae", action="append", default=[], metavar="AE_TITLE",
+                        help="a further calling AE title allowed to send (repeatable)")
+    parser.add_argument("--quiet-seconds", type=float, default=30.0,
+                        help="a series is complete after this long without a new instance (default 30)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+    parser.add_argument("--keep-identifiers", action="store_true", help="log UIDs as they are, not hashed")
+    parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
+    parser.add_argument("--status", action="store_true", help="print the node's queue and last errors, and exit")
+    add_device(parser)
+    add_workspace(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Receive CT series by C-STORE, segment each once it has been quiet for --quiet-seconds, and
+    send the DICOM-SEG, a key-image Secondary Capture and a TID 1500 measurement report to
+    --send-to. State (instances, queue, results, log.jsonl) lives in WORKSPACE/serve."""
+    from ichseg.errors import InputError
+    from ichseg.serve import ServeOptions, format_status, parse_listen, parse_peer, queue_status, serve
+    from ichseg.serve.config import ae_title
+    from ichseg.workspace import Workspace
+
+    state_dir = Workspace.open(args.workspace).root / "serve"
+    if args.status:
+        print(format_status(queue_status(state_dir)))
+        return 0
+    missing = [flag for flag, value in (("--model", args.model), ("--listen", args.listen),
+                                         ("--send-to", args.send_to)) if not value]
+    if missing:
+        raise InputError(f"serve needs {', '.join(missing)} (or --status)")
+    title, port = parse_listen(args.listen)
+    serve(ServeOptions(model=args.model, ae_title=title, port=port, send_to=parse_peer(args.send_to),
+                       state_dir=state_dir, allow_ae=tuple(ae_title(a) for a in args.allow_ae),
+                       quiet_seconds=args.quiet_seconds, keep_identifiers=args.keep_identifiers,
+                       device=args.device, mirroring=not args.no_mirroring, host=args.host))
+    return 0

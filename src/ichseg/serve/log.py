@@ -1,0 +1,52 @@
+"""The node's log: one JSON object per line, on stderr and in the workspace, without identifiers.
+
+A hospital's logs are read by people who may not see patient data, so every UID is replaced by a
+short keyed hash (the same UID always gives the same hash, so a case can be followed through the
+log) unless the node runs with ``--keep-identifiers``. Names, dates and IDs are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+#: Fields that hold DICOM UIDs; their values are hashed.
+UID_FIELDS = ("series", "study", "sop")
+
+
+def uid_hash(uid: str) -> str:
+    """A 16-hex-digit digest of a UID: stable, and not the UID."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:16]
+
+
+class EventLog:
+    """Appends events to ``path`` and echoes them on ``stream``; safe to call from any thread."""
+
+    def __init__(self, path: Path, keep_identifiers: bool = False, stream: TextIO | None = sys.stderr) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.keep_identifiers = keep_identifiers
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def key(self, uid: str) -> str:
+        """How a UID appears in the log."""
+        return uid if self.keep_identifiers else uid_hash(uid)
+
+    def event(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Log event ``name`` with ``fields`` (UID fields hashed) and return the record."""
+        record: dict[str, Any] = {"time": round(time.time(), 3), "event": name}
+        for key, value in fields.items():
+            record[key] = self.key(value) if key in UID_FIELDS and isinstance(value, str) else value
+        line = json.dumps(record, default=str)
+        with self._lock:
+            with self.path.open("a", encoding="utf-8") as file:
+                file.write(line + "\n")
+            if self._stream is not None:
+                print(line, file=self._stream, flush=True)
+        return record

@@ -1,0 +1,65 @@
+"""``serve``: the DICOM node's main loop, tying the SCP, the queue, the worker and the sender.
+
+The model folder is loaded once, before the port opens. The SCP receives in its own threads;
+the main thread alternates between segmenting the next series whose quiet period is over and
+sending due results, and sleeps briefly when there is nothing to do. SIGTERM and SIGINT end the
+loop between two steps; a harder stop (kill -9) loses nothing that the store had recorded.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from ichseg.serve.config import ServeOptions
+from ichseg.serve.log import EventLog
+from ichseg.serve.scp import StorageServer
+from ichseg.serve.sender import Sender
+from ichseg.serve.store import Store
+from ichseg.serve.worker import Worker
+
+
+def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
+    """Run the node until ``stop`` is set or the process receives SIGTERM / SIGINT."""
+    from ichseg.models import ModelFolder
+    from ichseg.segmenter import Segmenter
+
+    ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
+    stop = stop or threading.Event()
+    store = Store(options.state_dir)
+    log = EventLog(options.state_dir / "log.jsonl", options.keep_identifiers)
+    log.event("node_starting", recovered=store.recover(), quiet_s=options.quiet_seconds,
+              send_to=str(options.send_to))
+    segmenter = Segmenter.load(options.model, device=options.device, mirroring=options.mirroring)
+    log.event("model_loaded", n_models=len(segmenter.models))
+    worker = Worker(segmenter, store, log)
+    sender = Sender(options.ae_title, options.send_to, store, log, options.retry)
+    server = StorageServer(options, store, log)
+    server.start()
+    try:
+        with _stop_on_signals(stop):
+            while not stop.is_set():
+                worked = worker.process_due(options.quiet_seconds)
+                sender.send_due()
+                if not worked:
+                    stop.wait(options.poll_seconds)
+    finally:
+        server.stop()
+        log.event("node_stopped", **store.counts())
+        store.close()
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM and SIGINT (main thread only), restoring the old handlers after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,84 @@
+"""The measurement report a PACS files beside the segmentation: DICOM TID 1500, via highdicom.
+
+One volumetric measurement group for the hemorrhage, pointing at segment 1 of the DICOM-SEG
+(which in turn references every source slice), with standard codes so that any TID 1500 reader
+finds the numbers without knowing ichseg:
+
+- finding: SCT 1386000 *Intracranial hemorrhage*, site SCT 12738006 *Brain*
+- hematoma volume: SCT 118565006 *Volume*, method DCM 126030 *Sum of segmented voxel volumes*
+- ABC/2: SCT 118565006 *Volume*, method DCM 126029 *LWH method for volume of ellipsoid*
+  (A·B·C/2 is the ellipsoid's volume from its three diameters), on the largest hematoma
+- uncertainty, with several models: SCT 118586006 *Ratio*, the ensemble's half ratio HR
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+from ichseg import __version__
+
+MILLILITER = Code("ml", "UCUM", "milliliter")
+NO_UNITS = Code("1", "UCUM", "no units")
+VOLUME = codes.SCT.Volume
+HALF_RATIO = codes.SCT.Ratio
+SUM_OF_VOXELS = codes.DCM.SumOfSegmentedVoxelMethodForVolume
+ELLIPSOID_LWH = codes.DCM.LWHMethodForVolumeOfEllipsoid
+FINDING = codes.SCT.IntracranialHemorrhage
+FINDING_SITE = codes.SCT.Brain
+PROCEDURE = codes.LN.HeadCT  # LOINC 24725-4
+SERIES_DESCRIPTION = "ICH measurements (ichseg)"
+
+
+def measurements(measures: Mapping[str, Any], ensemble: Mapping[str, Any]) -> list[hd.sr.Measurement]:
+    """Volume, ABC/2 and, when several models voted and HR is defined, the half ratio."""
+    found = [
+        hd.sr.Measurement(name=VOLUME, value=round(float(measures["volume_ml"]), 3), unit=MILLILITER,
+                          method=SUM_OF_VOXELS),
+        hd.sr.Measurement(name=VOLUME, value=round(float(measures["abc2"]["volume_ml"]), 3),
+                          unit=MILLILITER, method=ELLIPSOID_LWH),
+    ]
+    if int(ensemble.get("n_models", 1)) > 1 and ensemble.get("hr") is not None:
+        found.append(hd.sr.Measurement(name=HALF_RATIO, value=round(float(ensemble["hr"]), 4), unit=NO_UNITS))
+    return found
+
+
+def measurement_report(seg: Dataset, sources: Sequence[Dataset], measures: Mapping[str, Any],
+                       ensemble: Mapping[str, Any], series_number: int) -> hd.sr.Comprehensive3DSR:
+    """A Comprehensive 3D SR holding the TID 1500 report on segment 1 of ``seg``.
+
+    ``sources`` are the CT slices the segmentation was made from; they and ``seg`` are listed as
+    evidence, which is how the SR references the source series.
+    """
+    algorithm = hd.sr.AlgorithmIdentification(name="ichseg", version=__version__)
+    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Intracranial hemorrhage"),
+        referenced_segment=hd.sr.ReferencedSegment(  # the segment, and the series it was made from
+            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=1,
+            source_series=hd.sr.SourceSeriesForSegmentation(sources[0].SeriesInstanceUID)),
+        finding_type=FINDING,
+        finding_sites=[hd.sr.FindingSite(FINDING_SITE)],
+        algorithm_id=algorithm,
+        measurements=measurements(measures, ensemble),
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name="ichseg", model_name="ichseg", manufacturer_name="ichseg"))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=PROCEDURE,
+        imaging_measurements=[group],
+    )
+    return hd.sr.Comprehensive3DSR(
+        evidence=[*sources, seg], content=report, series_instance_uid=generate_uid(),
+        series_number=series_number, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer="ichseg", is_complete=True, is_final=False, is_verified=False,
+        series_description=SERIES_DESCRIPTION,
+    )

@@ -1,0 +1,223 @@
+"""The node's durable state: received instances on disk, the queue in SQLite.
+
+Everything the node knows survives a crash. An instance is written to the workspace (temporary
+name, then renamed) before it is recorded, a series moves ``waiting → processing → done`` (or
+``failed``, or ``skipped`` when it is not ours to segment) in single transactions, and a series'
+results are recorded ``unsent`` in the same transaction that marks it done. A node killed
+mid-case finds the case still ``processing`` at restart and puts it back in the queue; results
+recorded but not yet sent are sent by the next node.
+
+A series is keyed by its SeriesInstanceUID; files and folders on disk are named by a hash of the
+UIDs, so the workspace's file names carry no identifier. Re-sending an instance already held
+changes nothing; a new instance in a series already processed sends it back to ``waiting`` and
+its next results get a new generation number.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ichseg.serve.log import uid_hash
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    uid TEXT PRIMARY KEY, state TEXT NOT NULL, instances INTEGER NOT NULL DEFAULT 0,
+    last_received REAL NOT NULL, claimed_instances INTEGER, generation INTEGER NOT NULL DEFAULT 0,
+    reason TEXT, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid TEXT PRIMARY KEY, series_uid TEXT NOT NULL, path TEXT NOT NULL, received REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY, series_uid TEXT NOT NULL, generation INTEGER NOT NULL, kind TEXT NOT NULL,
+    path TEXT NOT NULL, sent REAL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
+    last_error TEXT, ready REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS errors (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, series TEXT, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS instances_by_series ON instances (series_uid);
+"""
+
+#: Series states. ``waiting`` series are segmented once their quiet period is over.
+WAITING, PROCESSING, DONE, FAILED, SKIPPED = "waiting", "processing", "done", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A series taken from the queue: its instances' files and when its quiet period ended."""
+
+    series_uid: str
+    generation: int
+    files: tuple[Path, ...]
+    quiet_end: float
+
+
+@dataclass(frozen=True)
+class PendingResult:
+    """A result file waiting to be sent."""
+
+    id: int
+    series_uid: str
+    kind: str
+    path: Path
+    attempts: int
+    ready: float
+
+
+class Store:
+    """The queue and the instance store under ``root``; one instance per process, thread-safe."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "instances").mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(root / "queue.sqlite", isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def series_folder(self, series_uid: str) -> Path:
+        return self.root / "instances" / uid_hash(series_uid)
+
+    def results_folder(self, series_uid: str, generation: int) -> Path:
+        return self.root / "results" / uid_hash(series_uid) / str(generation)
+
+    def recover(self) -> int:
+        """Put back in the queue the series a stopped node was processing; return how many."""
+        with self._transaction() as db:
+            return db.execute("UPDATE series SET state = ?, updated = ? WHERE state = ?",
+                              (WAITING, time.time(), PROCESSING)).rowcount
+
+    def add_instance(self, series_uid: str, sop_uid: str, data: bytes) -> bool:
+        """Store one instance's file and queue its series; False when the instance was held already."""
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone():
+                return False
+        path = self.series_folder(series_uid) / f"{uid_hash(sop_uid)}.dcm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        now = time.time()
+        with self._transaction() as db:
+            if db.execute("INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?)",
+                          (sop_uid, series_uid, str(path), now)).rowcount == 0:
+                return False
+            db.execute("INSERT INTO series (uid, state, instances, last_received, updated) "
+                       "VALUES (?, ?, 1, ?, ?) ON CONFLICT (uid) DO UPDATE SET "
+                       "instances = instances + 1, last_received = excluded.last_received, "
+                       "updated = excluded.updated, reason = NULL, "
+                       "state = CASE WHEN state = ? THEN state ELSE ? END",
+                       (series_uid, WAITING, now, now, PROCESSING, WAITING))
+        return True
+
+    def skip_series(self, series_uid: str, reason: str) -> bool:
+        """Record a series the node will not segment; False when it was recorded already."""
+        now = time.time()
+        with self._transaction() as db:
+            return db.execute("INSERT OR IGNORE INTO series (uid, state, last_received, reason, updated) "
+                              "VALUES (?, ?, ?, ?, ?)", (series_uid, SKIPPED, now, reason, now)).rowcount == 1
+
+    def claim_due(self, quiet_seconds: float) -> Claim | None:
+        """The waiting series that has been quiet longest, now marked ``processing``; or None."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT uid, instances, last_received, generation FROM series "
+                             "WHERE state = ? AND last_received <= ? ORDER BY last_received LIMIT 1",
+                             (WAITING, now - quiet_seconds)).fetchone()
+            if row is None:
+                return None
+            uid, instances, last_received, generation = row
+            db.execute("UPDATE series SET state = ?, claimed_instances = ?, updated = ? WHERE uid = ?",
+                       (PROCESSING, instances, now, uid))
+            files = [Path(p) for (p,) in db.execute("SELECT path FROM instances WHERE series_uid = ?", (uid,))]
+        return Claim(uid, generation + 1, tuple(files), last_received + quiet_seconds)
+
+    def finish(self, claim: Claim, results: dict[str, Path]) -> str:
+        """Record a claim's results as unsent and the series as done; return its new state.
+
+        A series that received instances while it was processed goes back to ``waiting``: its
+        results are still sent, and it is processed again with everything it holds.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            for kind, path in results.items():
+                db.execute("INSERT INTO results (series_uid, generation, kind, path, next_try, ready) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (claim.series_uid, claim.generation, kind, str(path), now, now))
+            return self._close_claim(db, claim, DONE, None)
+
+    def fail(self, claim: Claim, reason: str) -> str:
+        """Record that a claim's series could not be processed, and why; return its new state."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO errors (time, series, message) VALUES (?, ?, ?)",
+                       (time.time(), uid_hash(claim.series_uid), reason))
+            return self._close_claim(db, claim, FAILED, reason)
+
+    @staticmethod
+    def _close_claim(db: sqlite3.Connection, claim: Claim, state: str, reason: str | None) -> str:
+        db.execute("UPDATE series SET state = CASE WHEN instances > claimed_instances THEN ? ELSE ? END, "
+                   "generation = ?, reason = ?, updated = ? WHERE uid = ?",
+                   (WAITING, state, claim.generation, reason, time.time(), claim.series_uid))
+        (new_state,) = db.execute("SELECT state FROM series WHERE uid = ?", (claim.series_uid,)).fetchone()
+        return str(new_state)
+
+    def due_results(self) -> list[PendingResult]:
+        """Unsent results whose next attempt is due, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, series_uid, kind, path, attempts, ready FROM results "
+                                    "WHERE sent IS NULL AND next_try <= ? ORDER BY id", (time.time(),)).fetchall()
+        return [PendingResult(i, s, k, Path(p), a, r) for i, s, k, p, a, r in rows]
+
+    def mark_sent(self, result: PendingResult) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE results SET sent = ?, last_error = NULL WHERE id = ?", (time.time(), result.id))
+
+    def mark_unsent(self, result: PendingResult, error: str, retry_in: float) -> None:
+        """Count a failed send and schedule the next attempt ``retry_in`` seconds from now."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("UPDATE results SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
+                       (now + retry_in, error, result.id))
+            db.execute("INSERT INTO errors (time, series, message) VALUES (?, ?, ?)",
+                       (now, uid_hash(result.series_uid), f"sending {result.kind}: {error}"))
+
+    def counts(self) -> dict[str, int]:
+        """Series by state, instances held, results sent and unsent."""
+        with self._lock:
+            by_state = dict(self._db.execute("SELECT state, COUNT(*) FROM series GROUP BY state").fetchall())
+            (instances,) = self._db.execute("SELECT COUNT(*) FROM instances").fetchone()
+            sent, unsent = self._db.execute("SELECT COUNT(sent), COUNT(*) - COUNT(sent) FROM results").fetchone()
+        counts = {"received": sum(by_state.values()), "instances": instances}
+        counts.update({state: by_state.get(state, 0) for state in (WAITING, PROCESSING, DONE, FAILED, SKIPPED)})
+        counts.update({"sent": sent or 0, "unsent": unsent or 0})
+        return counts
+
+    def last_errors(self, n: int = 5) -> list[tuple[float, str, str]]:
+        """The ``n`` latest errors: (time, series hash, message), newest first."""
+        with self._lock:
+            return self._db.execute("SELECT time, series, message FROM errors ORDER BY id DESC LIMIT ?",
+                                    (n,)).fetchall()
+
+    def unsent(self) -> list[tuple[str, str, int, str | None]]:
+        """Results not sent yet: (series hash, kind, attempts, last error)."""
+        with self._lock:
+            rows = self._db.execute("SELECT series_uid, kind, attempts, last_error FROM results "
+                                    "WHERE sent IS NULL ORDER BY id").fetchall()
+        return [(uid_hash(s), k, a, e) for s, k, a, e in rows]
