@@ -19,6 +19,7 @@ from ichseg.atomic import write_text
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import ModelError
 from ichseg.io.image import load_image
+from ichseg.metrics.case import DEFAULT_NSD_TOLERANCE_MM
 from ichseg.models import ModelFolder
 from ichseg.progress import progress_bar
 from ichseg.training import load_out_of_fold
@@ -94,7 +95,8 @@ def recipe_ensemble(folder: ModelFolder) -> EnsembleSpec:
 
 
 def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None, *,
-              nsd_tolerance_mm: float = 0.42, progress: bool = True, write: bool = True) -> CVReport:
+              nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, progress: bool = True,
+              write: bool = True) -> CVReport:
     """Dice, HD and RVD (mean ± sd) per model group and per ensemble strategy, out of fold.
 
     Writes ``cv_report.md`` and ``cv_report.csv`` into the model folder when ``write``.

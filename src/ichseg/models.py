@@ -22,16 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ichseg.errors import IchsegError, ModelError
+from ichseg.layout import FINAL_CHECKPOINT, FOLD_PREFIX, fold_folder_name, fold_of_folder
 from ichseg.preprocessing.pipeline import CTPreprocessing
 from ichseg.recipes import MAX_FOLDS, Recipe
 
 MODEL_FILE = "ichseg_model.json"
 POSTPROCESSING_FILE = "postprocessing.json"
 FORMAT_VERSION = 1
-
-
-#: nnU-Net's name for a finished model's weights, in each ``fold_K`` folder.
-CHECKPOINT_FILE = "checkpoint_final.pth"
 
 
 def file_sha256(path: Path) -> str:
@@ -67,7 +64,7 @@ class TrainedModel:
 
     @property
     def checkpoint(self) -> Path:
-        return self.nnunet_folder / f"fold_{self.fold}" / CHECKPOINT_FILE
+        return self.nnunet_folder / fold_folder_name(self.fold) / FINAL_CHECKPOINT
 
 
 @dataclass(frozen=True)
@@ -120,17 +117,16 @@ class ModelFolder:
         found = []
         for group, info in self.description["groups"].items():
             nnunet_folder = self.nnunet_folder(group)
-            for fold_dir in sorted(nnunet_folder.glob("fold_*")):
-                if (fold_dir / CHECKPOINT_FILE).is_file():
-                    fold_text = fold_dir.name[len("fold_"):]
-                    fold: int | str = int(fold_text) if fold_text.isdigit() else fold_text
+            for fold_dir in sorted(nnunet_folder.glob(f"{FOLD_PREFIX}*")):
+                fold = fold_of_folder(fold_dir.name)
+                if fold is not None and (fold_dir / FINAL_CHECKPOINT).is_file():
                     found.append(TrainedModel(group, info["configuration"], fold, nnunet_folder))
         return found
 
     def require_models(self) -> list[TrainedModel]:
         models = self.trained_models()
         if not models:
-            raise ModelError(f"{self.path}: no finished model (no {CHECKPOINT_FILE}); train it first")
+            raise ModelError(f"{self.path}: no finished model (no {FINAL_CHECKPOINT}); train it first")
         for model in models:
             for name in ("plans.json", "dataset.json"):
                 _require_json(model.nnunet_folder / name)

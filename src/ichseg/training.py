@@ -1,4 +1,10 @@
-"""Planning and training recipes: the API behind ``ichseg plan`` and ``ichseg train``."""
+"""Planning and training recipes: the API behind ``ichseg plan`` and ``ichseg train``.
+
+This module works with recipes and model folders: which models a recipe trains and in what
+order, the folder's description, resuming, progress and out-of-fold predictions; it imports no
+nnU-Net code. Each model is trained by :func:`ichseg.engine.training.train_model`, which runs
+nnU-Net's trainer for one configuration and one fold.
+"""
 
 from __future__ import annotations
 

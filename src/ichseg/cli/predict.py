@@ -15,6 +15,7 @@ from ichseg.cli.common import (
     add_workspace,
     print_warnings,
 )
+from ichseg.ensemble.rules import READINGS, STRATEGIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,12 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", type=Path, help="trained model folder (WORKSPACE/models/DATASET/RECIPE)")
     parser.add_argument("--dataset", help="use the workspace's model of this data set instead of --model")
     parser.add_argument("--recipe", help="with --dataset: the recipe's model (default: nnunet)")
-    parser.add_argument("--ensemble", choices=("mean", "vote", "uncertainty"),
+    parser.add_argument("--ensemble", choices=STRATEGIES,
                         help="how to combine several models (default: the recipe's)")
     parser.add_argument("--th", type=float, help="uncertainty ensemble: half-ratio threshold (default 0.5)")
     parser.add_argument("--n1", type=int, help="uncertainty ensemble: votes needed when HR > th (default 1)")
     parser.add_argument("--n2", type=int, help="uncertainty ensemble: votes needed when HR < th (default C/2)")
-    parser.add_argument("--reading", choices=("printed", "majority"),
+    parser.add_argument("--reading", choices=READINGS,
                         help="uncertainty ensemble: HR as printed (n = floor(C/2)) or majority (n >= ceil(C/2))")
     parser.add_argument("--group", action="append", help="use only this model group (repeatable)")
     add_folds(parser, None, "use only these models (default: every trained model)")

@@ -15,15 +15,13 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from ichseg.metrics.overlap import volume_ml
+from ichseg.postprocessing.rules import CONNECTIVITY, label_components
+from ichseg.units import voxel_volume_ml
 
 #: Kothari's slice weights: a slice whose area is at least this share of the largest slice's area
 #: counts as one slice, at least the second share as half a slice, below it as none.
 KOTHARI_FULL = 0.75
 KOTHARI_HALF = 0.25
-#: Components touch through faces, edges or corners (the 26 neighbours of a voxel in 3D).
-CONNECTIVITY = 26
-
-
 @dataclass(frozen=True)
 class ABC2Result:
     """Kothari's ABC/2 estimate and the figures it is made of.
@@ -60,10 +58,6 @@ class ComponentsResult:
     def as_dict(self) -> dict[str, Any]:
         return {"connectivity": self.connectivity, "count": self.count,
                 "largest_ml": self.largest_ml, "volumes_ml": list(self.volumes_ml)}
-
-
-def _voxel_ml(spacing: Sequence[float]) -> float:
-    return float(np.prod(spacing)) / 1000.0
 
 
 def hematoma_volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
@@ -133,26 +127,20 @@ def _diameters(region: np.ndarray, spacing: tuple[float, float]) -> tuple[float,
     return a_mm, b_mm
 
 
-def _label(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """26-connected labels of ``mask`` and each label's voxel count (index 0: background)."""
-    labels, _ = ndimage.label(np.asarray(mask) != 0, structure=np.ones((3, 3, 3), bool))
-    return labels, np.bincount(labels.ravel())
-
-
 def components(mask: np.ndarray, spacing: Sequence[float]) -> ComponentsResult:
     """Connected hemorrhage regions with 26-connectivity (faces, edges and corners touch)."""
-    _, counts = _label(mask)
-    sizes = np.sort(counts[1:])[::-1]
-    voxel_ml = _voxel_ml(spacing)
+    _, counts = label_components(np.asarray(mask) != 0)
+    sizes = np.sort(counts)[::-1]
+    voxel_ml = voxel_volume_ml(spacing)
     return ComponentsResult(count=len(sizes), volumes_ml=tuple(float(n) * voxel_ml for n in sizes))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 26-connected region of ``mask`` (all False when the mask is empty)."""
-    labels, counts = _label(mask)
-    if len(counts) < 2:
+    labels, counts = label_components(np.asarray(mask) != 0)
+    if len(counts) == 0:
         return np.zeros(labels.shape, bool)
-    return labels == 1 + int(np.argmax(counts[1:]))
+    return labels == 1 + int(np.argmax(counts))
 
 
 def slices_involved(mask: np.ndarray) -> list[int]:

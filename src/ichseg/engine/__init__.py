@@ -14,13 +14,14 @@ from importlib.metadata import version as _version
 from typing import Any
 
 from ichseg.engine.environment import resolve_device
+from ichseg.layout import nnunet_model_folder
 
 #: name -> the submodule that defines it
 _LAZY = {
     "IchsegTrainer": "trainer", "TrainerParams": "trainer",
     "TrainedNetwork": "inference",
     "ensure_splits": "planning", "plan_dataset": "planning", "require_plans": "planning",
-    "nnunet_model_folder": "layout", "train_model": "training", "training_state": "training",
+    "train_model": "training", "training_state": "training",
 }
 
 
@@ -41,4 +42,5 @@ def default_processes() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-__all__ = [*sorted(_LAZY), "default_processes", "nnunet_version", "resolve_device"]
+__all__ = [*sorted(_LAZY), "default_processes", "nnunet_model_folder", "nnunet_version",
+           "resolve_device"]

@@ -25,8 +25,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from ichseg.engine.checkpoint import load_checkpoint
 from ichseg.engine.environment import captured_output
-from ichseg.engine.layout import FINAL_CHECKPOINT, fold_folder_name
 from ichseg.errors import ModelError
+from ichseg.layout import FINAL_CHECKPOINT, fold_folder_name
 
 PreprocessingKey = tuple[str, str, str]
 

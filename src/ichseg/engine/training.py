@@ -11,9 +11,9 @@ import torch
 from ichseg.atomic import write_json
 from ichseg.engine.checkpoint import load_checkpoint
 from ichseg.engine.environment import captured_output, nnunet_paths, quiet_warnings
-from ichseg.engine.layout import FINAL_CHECKPOINT, LATEST_CHECKPOINT, fold_folder_name, nnunet_model_folder
 from ichseg.engine.planning import require_plans
 from ichseg.engine.trainer import IchsegTrainer, TrainerParams
+from ichseg.layout import FINAL_CHECKPOINT, LATEST_CHECKPOINT, fold_folder_name, nnunet_model_folder
 from ichseg.progress import TrainingEpoch
 from ichseg.workspace import Workspace
 

@@ -1,6 +1,5 @@
 """Combine several models' predictions into one mask: mean, majority vote, uncertainty ensemble."""
 
-from ichseg.ensemble.accumulator import EnsembleAccumulator
 from ichseg.ensemble.rules import (
     READINGS,
     STRATEGIES,
@@ -27,3 +26,13 @@ __all__ = [
     "mean_ensemble",
     "uncertainty_ensemble",
 ]
+
+
+def __getattr__(name: str):
+    """The accumulator loads numpy, so it is imported only when asked for: the command line
+    reads the strategy names at every start."""
+    if name == "EnsembleAccumulator":
+        from ichseg.ensemble.accumulator import EnsembleAccumulator
+
+        return EnsembleAccumulator
+    raise AttributeError(f"module 'ichseg.ensemble' has no attribute {name!r}")

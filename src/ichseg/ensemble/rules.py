@@ -17,11 +17,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ichseg.ensemble.accumulator import EnsembleAccumulator
 from ichseg.errors import IchsegError
 
+if TYPE_CHECKING:  # imported for the hint only: the strategy names stay free of numpy
+    from ichseg.ensemble.accumulator import EnsembleAccumulator
+
+#: The one list of strategy names (recipes, the CLI, :class:`~ichseg.ensemble.spec.EnsembleSpec`).
 STRATEGIES = ("mean", "vote", "uncertainty")
 
 #: How the numerator of HR (eq. 4) counts voxels: "printed", as the paper's equation,

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from ichseg.units import voxel_volume_ml
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + (".nrrd", ".mha", ".mhd")
 
@@ -42,7 +44,7 @@ class CTImage:
     @property
     def voxel_volume_ml(self) -> float:
         """Volume of one voxel in millilitres (mm³ / 1000)."""
-        return float(np.prod(self.spacing)) / 1000.0
+        return voxel_volume_ml(self.spacing)
 
     @property
     def name(self) -> str:

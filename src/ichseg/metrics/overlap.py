@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ichseg.units import MM3_PER_ML, voxel_volume_mm3
+
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     """``2|P∩R| / (|P| + |R|)``; 1 when both masks are empty (nothing to find, nothing found).
@@ -37,4 +39,4 @@ def relative_volume_difference(pred: np.ndarray, ref: np.ndarray) -> float:
 
 def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
     """Foreground volume in millilitres: voxel count × voxel volume (mm³) / 1000."""
-    return np.count_nonzero(mask) * float(np.prod(spacing)) / 1000.0
+    return np.count_nonzero(mask) * voxel_volume_mm3(spacing) / MM3_PER_ML

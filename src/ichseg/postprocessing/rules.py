@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from ichseg.atomic import write_json
 from ichseg.errors import IchsegError
+from ichseg.units import voxel_volume_ml
 
 #: Voxels that share a face, an edge or a corner are connected.
 CONNECTIVITY = 26
@@ -65,12 +66,18 @@ def find_components(mask: np.ndarray, spacing: tuple[float, float, float]) -> Co
     if mask.ndim != 3 or len(spacing) != 3:
         raise ValueError(f"expected a 3D mask with a 3D spacing, got shape {mask.shape} and "
                          f"spacing {tuple(spacing)}")
-    labels, count = ndimage.label(mask, structure=_STRUCTURE)
-    voxels = np.bincount(labels[mask], minlength=count + 1)[1:]  # foreground only: fast
+    labels, voxels = label_components(mask)
     # A 26-connected component covers a contiguous run of slices, so its extent is its count.
     slices = np.array([box[0].stop - box[0].start for box in ndimage.find_objects(labels)],
                       dtype=np.int64)
-    return Components(labels, voxels, slices, voxel_ml=math.prod(spacing) / 1000.0)
+    return Components(labels, voxels, slices, voxel_ml=voxel_volume_ml(spacing))
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The :data:`CONNECTIVITY`-connected labels of a boolean 3D mask (0 for background) and the
+    voxel count of components 1..n."""
+    labels, count = ndimage.label(mask, structure=_STRUCTURE)
+    return labels, np.bincount(labels[mask], minlength=count + 1)[1:]  # foreground only: fast
 
 
 def _keep_all(components: Components, params: Mapping[str, Any]) -> np.ndarray:
