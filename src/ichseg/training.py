@@ -185,7 +185,7 @@ def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Pat
     if ray:
         from ichseg.distributed import train_on_ray
 
-        return train_on_ray(plan, ray, verbose=verbose)
+        return train_on_ray(plan, ray, verbose=verbose, report=None if progress else (lambda event: None))
     with make_progress(progress) as bar:
         overall = bar.add_task(f"Training {plan.folder.recipe_name} on {dataset}", total=len(plan.jobs))
         for job in plan.jobs:

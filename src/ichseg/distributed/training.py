@@ -143,9 +143,12 @@ def _outcome_detail(outcome: JobOutcome) -> str:
 def _failure_message(error: Exception) -> str:
     """The model's own error (one line), or why Ray gave up on it."""
     cause = getattr(error, "cause", None)
-    if isinstance(cause, BaseException):
-        return str(cause) if isinstance(cause, IchsegError) else f"{type(cause).__name__}: {first_line(cause)}"
-    return f"{type(error).__name__}: {first_line(error)}"
+    if isinstance(cause, IchsegError):
+        return str(cause)
+    reason = cause if isinstance(cause, BaseException) else error
+    kind = type(reason)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {first_line(reason)}"
 
 
 def _print_event(event: ModelEvent) -> None:

@@ -97,6 +97,31 @@ class IchsegTrainer(nnUNetTrainer):
         super().print_to_log_file(*args, also_print_to_console=also_print_to_console and self.echo_log,
                                   add_timestamp=add_timestamp)
 
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """Resume from a checkpoint's contents (read safely by :mod:`ichseg.engine.checkpoint`).
+
+        nnU-Net 2.8.1's own method takes a dict in its signature but reads ``checkpoint`` only from
+        a path, so a dict fails there; this is its single-process path with the dict used as given.
+        """
+        if isinstance(filename_or_checkpoint, str):
+            return super().load_checkpoint(filename_or_checkpoint)
+        checkpoint = filename_or_checkpoint
+        if not self.was_initialized:
+            self.initialize()
+        network = getattr(self.network, "_orig_mod", self.network)  # torch.compile wraps it
+        network.load_state_dict({key.removeprefix("module."): value
+                                 for key, value in checkpoint["network_weights"].items()})
+        self.my_init_kwargs = checkpoint["init_args"]
+        self.current_epoch = checkpoint["current_epoch"]
+        self.logger.load_checkpoint(checkpoint["logging"])
+        self._best_ema = checkpoint["_best_ema"]
+        self.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
+                                                               self.inference_allowed_mirroring_axes)
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        if self.grad_scaler is not None and checkpoint.get("grad_scaler_state") is not None:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
+        return None
+
     def _do_i_compile(self) -> bool:
         """torch.compile costs minutes per model and run, worth it only for long trainings on a
         GPU: on only when the user sets nnU-Net's ``nnUNet_compile`` (nnU-Net's default is on)."""
