@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test test-fast clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
+
+# Everything but the tests marked slow (end-to-end training, prediction, serve, Ray): under a minute.
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) ichseg-workspace

@@ -73,7 +73,7 @@ class _PlainTask:
     completed: float = 0.0
     started: float = field(default_factory=time.monotonic)
     last_line: float = field(default_factory=time.monotonic)
-    last_share: float = 0.0
+    last_step: int = 0  # the multiples of the step reported so far
 
 
 class PlainProgress:
@@ -135,17 +135,19 @@ class PlainProgress:
             return True
         if not task.total:
             return False
-        share = task.completed / task.total
-        return share >= 1.0 or share - task.last_share >= self.step
+        return task.completed >= task.total or self._steps(task) > task.last_step
+
+    def _steps(self, task: _PlainTask) -> int:
+        """How many whole steps (of ``step`` × total) the task has done."""
+        return int(task.completed * round(1 / self.step) // task.total) if task.total else 0
 
     def _write(self, task: _PlainTask) -> None:
         """One line: description, count (and share) done, time since the task began."""
         now = time.monotonic()
         elapsed = _duration(now - task.started)
         if task.total:
-            share = task.completed / task.total
-            task.last_share = share
-            done = f"{task.completed:g}/{task.total:g} ({100 * share:.0f}%)"
+            task.last_step = self._steps(task)
+            done = f"{task.completed:g}/{task.total:g} ({100 * task.completed / task.total:.0f}%)"
         else:
             done = f"{task.completed:g} done" if task.completed else "running"
         task.last_line = now
