@@ -11,26 +11,26 @@ from rich.progress import Progress
 from ichseg.progress import PlainProgress, TrainingEpoch, make_progress, progress_bar
 
 
-def test_a_long_task_gets_a_line_every_five_percent_and_at_the_end():
+def advanced(total: int) -> list[str]:
+    """The lines of a task of ``total`` steps advanced one by one to the end."""
     stream = io.StringIO()
     with PlainProgress(stream, interval_s=3600) as bar:
-        task = bar.add_task("Predicting", total=200)
-        for _ in range(200):
+        task = bar.add_task("Predicting", total=total)
+        for _ in range(total):
             bar.advance(task)
-    lines = stream.getvalue().splitlines()
+    return stream.getvalue().splitlines()
+
+
+def test_a_long_task_gets_a_line_every_five_percent_and_at_the_end():
+    lines = advanced(200)
     assert len(lines) == 20
     assert lines[0].startswith("Predicting: 10/200 (5%), ")
     assert lines[-1].startswith("Predicting: 200/200 (100%), ")
 
 
 def test_a_short_task_gets_a_line_per_step():
-    stream = io.StringIO()
-    with PlainProgress(stream, interval_s=3600) as bar:
-        task = bar.add_task("Evaluating cases", total=3)
-        for _ in range(3):
-            bar.advance(task)
-    assert [line.split(",")[0] for line in stream.getvalue().splitlines()] == [
-        "Evaluating cases: 1/3 (33%)", "Evaluating cases: 2/3 (67%)", "Evaluating cases: 3/3 (100%)"]
+    assert [line.split(",")[0] for line in advanced(3)] == [
+        "Predicting: 1/3 (33%)", "Predicting: 2/3 (67%)", "Predicting: 3/3 (100%)"]
 
 
 def test_every_epoch_is_a_line_with_its_loss_and_pseudo_dice():

@@ -8,8 +8,10 @@ and renamed into place at the end, so an interrupted run leaves no half-written 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from ichseg.atomic import atomic_dir, check_output_dir, refuse_existing, write_json, write_text
 from ichseg.io.ctimage import case_name
@@ -29,6 +31,7 @@ CASE_COLUMNS = ["case", *METRICS]
 COMPARISON_METRICS = ("dice", "hd", "hd95", "nsd", "rvd")
 
 PathLike = str | os.PathLike
+R = TypeVar("R", Evaluation, Comparison)
 
 _NOTE = ("Means and standard deviations (sample) are over finite values; an HD is infinite when "
          "one mask is empty, and such cases are counted instead of averaged.")
@@ -45,14 +48,10 @@ def evaluate(pred: PathLike, ref: PathLike, output_dir: PathLike | None = None, 
     evaluated. A reference without a prediction raises :class:`~ichseg.errors.InputError`
     unless ``missing="empty"`` scores it as an empty prediction.
     """
-    if output_dir is not None:
-        refuse_existing(Path(output_dir), overwrite)
-        check_output_dir(output_dir, overwrite=True)
-    evaluation = evaluate_folders(pred, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
-                                  progress=progress, missing=missing)
-    if output_dir is not None:
-        write_evaluation(evaluation, output_dir, overwrite=overwrite, plots=plots)
-    return evaluation
+    return _computed_then_written(
+        partial(evaluate_folders, pred, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
+                progress=progress, missing=missing),
+        write_evaluation, output_dir, overwrite, plots)
 
 
 def compare_methods(preds: Sequence[PathLike], ref: PathLike, output_dir: PathLike | None = None,
@@ -64,14 +63,23 @@ def compare_methods(preds: Sequence[PathLike], ref: PathLike, output_dir: PathLi
     ``metrics.csv`` (method, case, metrics), ``ranking.csv``, ``summary.json``, ``summary.md``
     and the PNG plots there, as :func:`evaluate` does.
     """
+    return _computed_then_written(
+        partial(compare_folders, preds, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
+                progress=progress, missing=missing),
+        write_comparison, output_dir, overwrite, plots)
+
+
+def _computed_then_written(compute: Callable[[], R], write: Callable[..., Path],
+                           output_dir: PathLike | None, overwrite: bool, plots: bool) -> R:
+    """The output folder checked before any case is evaluated, the results, then (given a
+    folder) their files."""
     if output_dir is not None:
         refuse_existing(Path(output_dir), overwrite)
         check_output_dir(output_dir, overwrite=True)
-    comparison = compare_folders(preds, ref, nsd_tolerance_mm=nsd_tolerance_mm, workers=workers,
-                                 progress=progress, missing=missing)
+    result = compute()
     if output_dir is not None:
-        write_comparison(comparison, output_dir, overwrite=overwrite, plots=plots)
-    return comparison
+        write(result, output_dir, overwrite=overwrite, plots=plots)
+    return result
 
 
 def write_evaluation(evaluation: Evaluation, output_dir: str | os.PathLike, *,
