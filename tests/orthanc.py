@@ -100,11 +100,13 @@ def _config(root: Path, http_port: int, dicom_port: int, modalities: dict[str, t
 
 
 @contextmanager
-def running_orthanc(root: Path, modalities: dict[str, tuple[str, int]], timeout: float = 30.0) -> Iterator[Orthanc]:
-    """Start Orthanc under ``root`` knowing ``modalities`` (name → (AE title, port)); stop it after."""
+def running_orthanc(root: Path, modalities: dict[str, tuple[str, int]], timeout: float = 30.0,
+                    dicom_port: int | None = None) -> Iterator[Orthanc]:
+    """Start Orthanc under ``root`` knowing ``modalities`` (name → (AE title, port)), on
+    ``dicom_port`` or a free one; stop it after."""
     binary = require_binary("Orthanc")
     root.mkdir(parents=True, exist_ok=True)
-    server = Orthanc(free_port(), free_port(), root / "orthanc.log")
+    server = Orthanc(free_port(), dicom_port or free_port(), root / "orthanc.log")
     config = _config(root, server.http_port, server.dicom_port, modalities)
     with server.log.open("wb") as log:
         process = subprocess.Popen([binary, str(config)], cwd=root, stdout=log, stderr=subprocess.STDOUT)

@@ -9,7 +9,6 @@ checks the DICOM objects. Orthanc and dciodvfy missing: skipped, or failed under
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from ichseg.errors import InputError
 from ichseg.io.dicom import load_dicom_series
 from ichseg.segmenter import Segmentation
 from ichseg.serve.config import Retry, parse_listen, parse_peer
-from ichseg.serve.log import uid_hash
+from ichseg.serve.log import EventLog, uid_hash
 from ichseg.serve.results import write_results
 from ichseg.serve.scp import screen
 from ichseg.serve.store import Store
@@ -196,6 +195,16 @@ def test_addresses_parse_and_a_bad_one_is_one_line_naming_it(tmp_path, capsys):
     assert "no DICOM node has run" in capsys.readouterr().err
 
 
+def test_log_lines_carry_no_uid_unless_asked(tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.433215848134131859"
+    log = EventLog(tmp_path / "log.jsonl", stream=None)
+    log.event("case_failed", series=uid, reason=f"series {uid} ('head'): 1 missing slice(s), spacing 5.00 mm")
+    assert json.loads(log.path.read_text())["reason"] == f"series {uid_hash(uid)} ('head'): 1 missing slice(s), spacing 5.00 mm"
+    assert uid not in log.path.read_text()
+    kept = EventLog(tmp_path / "kept.jsonl", keep_identifiers=True, stream=None)
+    assert kept.event("case_started", series=uid)["series"] == uid
+
+
 def test_retries_back_off_doubling_up_to_the_cap():
     assert [Retry(5, 60).delay(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
 
@@ -206,6 +215,8 @@ def test_only_single_frame_ct_that_is_not_a_localizer_is_kept():
     assert screen(ds) is None
     ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
     assert screen(ds) == "localizer (scout) images"
+    ds.SOPClassUID = pydicom.uid.EnhancedCTImageStorage
+    assert screen(ds) == "Enhanced CT Image Storage: only single-frame CT Image Storage is segmented"
     ds.Modality, ds.SOPClassUID = "MR", MRImageStorage
     assert screen(ds) == "modality MR: only CT is segmented"
 
@@ -370,31 +381,45 @@ def test_mr_series_is_skipped_with_its_reason_in_the_log_and_status(node, orthan
 
 
 @pytest.mark.slow
+def test_series_failing_the_input_checks_is_logged_with_its_reason_and_the_node_goes_on(node, orthanc, tmp_path, capsys):
+    _, files = ct_series(tmp_path / "gap", seed=7)
+    series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    orthanc.store_to("ichseg", orthanc.upload(files[:5] + files[6:]))  # slice 6 lost on the way
+    key = uid_hash(series_uid)
+    failed = wait_until(lambda: [e for e in node.events("case_failed") if e["series"] == key], "the failure")
+    assert "1 missing slice(s)" in failed[0]["reason"] and series_uid not in failed[0]["reason"]
+    status = node.status(capsys)
+    assert "failed 1" in status and "missing slice" in status and series_uid not in status
+    assert node.process.poll() is None
+    assert orthanc.request("POST", "/modalities/ichseg/echo", {}) is not None
+
+
+@pytest.mark.slow
 def test_node_killed_mid_case_resumes_and_unsent_results_are_retried(tiny_model, orthanc, ports, tmp_path, capsys):
-    dead_pacs = f"ORTHANC@{LOOPBACK}:{free_port()}"
-    durable = Node(tiny_model, tmp_path / "ws", ports["ichseg-durable"], dead_pacs)
+    pacs_port = free_port()  # nothing listens there until the second PACS starts
+    durable = Node(tiny_model, tmp_path / "ws", ports["ichseg-durable"], f"ORTHANC@{LOOPBACK}:{pacs_port}")
     durable.start()
     try:
         _, files = ct_series(tmp_path / "series", seed=6)
-        first = pydicom.dcmread(files[0], stop_before_pixels=True)
+        study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
         orthanc.store_to("ichseg-durable", orthanc.upload(files))
         wait_until(lambda: durable.events("case_started"), "the case to start", every=0.01)
         durable.stop(signal.SIGKILL)
         assert not durable.events("case_done"), "the case finished before the kill: nothing was tested"
         assert "waiting 1" in durable.status(capsys)
 
-        durable.start()  # the PACS is still unreachable
+        durable.start()
         assert durable.events("node_starting")[-1]["recovered"] == 1
         failed = wait_until(lambda: durable.events("send_failed"), "a failed send")
         assert failed[0]["attempts"] == 1 and failed[0]["retry_in_s"] == 5.0
         status = durable.status(capsys)
         assert "done 1" in status and "unsent 3" in status and "no association" in status
-        durable.stop()
 
-        durable.start(send_to=orthanc.peer)  # the PACS is back: what was owed is sent
-        results = wait_for_results(orthanc, first.StudyInstanceUID)
+        with running_orthanc(tmp_path / "pacs", {}, dicom_port=pacs_port) as pacs:  # the PACS comes back
+            results = wait_for_results(pacs, study_uid)
         assert [len(v) for v in results.values()] == [1, 1, 1]
         wait_until(lambda: "unsent 0" in durable.status(capsys), "the queue to empty")
-        assert len(durable.events("case_done")) == 1  # processed once, across three starts
+        assert len(durable.events("case_done")) == 1  # processed once, across the kill
+        assert min(e["time"] for e in durable.events("result_sent")) > failed[0]["time"]  # sent on a retry
     finally:
         durable.stop()

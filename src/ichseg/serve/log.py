@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import threading
 import time
@@ -17,6 +18,8 @@ from typing import Any, TextIO
 
 #: Fields that hold DICOM UIDs; their values are hashed.
 UID_FIELDS = ("series", "study", "sop")
+#: A DICOM UID inside a message (an error naming its series, say): digits in five or more parts.
+_UID_IN_TEXT = re.compile(r"(?<![\d.])[0-9]+(?:\.[0-9]+){4,}(?![\d.])")
 
 
 def uid_hash(uid: str) -> str:
@@ -38,11 +41,17 @@ class EventLog:
         """How a UID appears in the log."""
         return uid if self.keep_identifiers else uid_hash(uid)
 
+    def redact(self, text: str) -> str:
+        """``text`` with every UID in it replaced by its hash (unchanged with keep_identifiers)."""
+        return text if self.keep_identifiers else _UID_IN_TEXT.sub(lambda m: uid_hash(m.group()), text)
+
     def event(self, name: str, **fields: Any) -> dict[str, Any]:
-        """Log event ``name`` with ``fields`` (UID fields hashed) and return the record."""
+        """Log event ``name`` with ``fields`` (UID fields hashed, UIDs in texts too); return the record."""
         record: dict[str, Any] = {"time": round(time.time(), 3), "event": name}
         for key, value in fields.items():
-            record[key] = self.key(value) if key in UID_FIELDS and isinstance(value, str) else value
+            if isinstance(value, str):
+                value = self.key(value) if key in UID_FIELDS else self.redact(value)
+            record[key] = value
         line = json.dumps(record, default=str)
         with self._lock:
             with self.path.open("a", encoding="utf-8") as file:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ichseg.serve.config import ServeOptions
 from ichseg.serve.log import EventLog

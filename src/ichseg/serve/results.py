@@ -10,8 +10,9 @@ the source are emptied (when DICOM requires them present) or removed.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import highdicom as hd
 import numpy as np
@@ -76,7 +77,7 @@ def write_results(segmentation: Segmentation, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def caption(measures: dict, ensemble: dict) -> str:
+def caption(measures: Mapping[str, Any], ensemble: Mapping[str, Any]) -> str:
     """The figures a radiologist reads on the key-image page."""
     text = f"ICH {measures['volume_ml']:.1f} mL, ABC/2 {measures['abc2']['volume_ml']:.1f} mL"
     if ensemble.get("n_models", 1) > 1 and ensemble.get("hr") is not None:

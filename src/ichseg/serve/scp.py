@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.uid import CTImageStorage
+from pydicom.uid import UID, CTImageStorage
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
@@ -31,8 +31,9 @@ def screen(ds: Dataset) -> str | None:
     modality = str(ds.get("Modality", "") or "none")
     if modality != "CT":
         return f"modality {modality}: only CT is segmented"
-    if ds.get("SOPClassUID") != CTImageStorage:
-        return f"SOP class {ds.get('SOPClassUID')}: only single-frame CT Image Storage is segmented"
+    sop_class = UID(str(ds.get("SOPClassUID", "")))
+    if sop_class != CTImageStorage:
+        return f"{sop_class.name or 'no SOP class'}: only single-frame CT Image Storage is segmented"
     if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]:
         return "localizer (scout) images"
     return None

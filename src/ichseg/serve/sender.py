@@ -11,6 +11,7 @@ import time
 
 import pydicom
 from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Comprehensive3DSRStorage,
     SecondaryCaptureImageStorage,
@@ -51,9 +52,9 @@ class Sender:
             assoc.release()
         return sent
 
-    def _send(self, assoc: object, result: PendingResult) -> int:
+    def _send(self, assoc: Association, result: PendingResult) -> int:
         try:
-            status = assoc.send_c_store(pydicom.dcmread(result.path))  # type: ignore[attr-defined]
+            status = assoc.send_c_store(pydicom.dcmread(result.path))
         except (OSError, RuntimeError, ValueError) as error:
             self._failed(result, str(error))
             return 0
@@ -68,6 +69,7 @@ class Sender:
 
     def _failed(self, result: PendingResult, error: str) -> None:
         delay = self.retry.delay(result.attempts + 1)
+        error = self.log.redact(error)
         self.store.mark_unsent(result, error, delay)
         self.log.event("send_failed", series=result.series_uid, kind=result.kind, error=error,
                        attempts=result.attempts + 1, retry_in_s=delay)

@@ -58,6 +58,7 @@ class Worker:
                        since_quiet_end_s=round(time.time() - claim.quiet_end, 3))
 
     def _failed(self, claim: Claim, reason: str) -> None:
+        reason = self.log.redact(reason)  # input errors name the series by its UID
         state = self.store.fail(claim, reason)
         self.log.event("case_failed", series=claim.series_uid, generation=claim.generation, state=state,
                        reason=reason)
