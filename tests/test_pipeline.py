@@ -33,16 +33,8 @@ QUICK = {"epochs": 1, "iterations": 2, "val_iterations": 1, "progress": False, "
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory):
-    leaked = [k for k in os.environ if k.startswith("nnUNet_") and k not in ("nnUNet_def_n_proc", "nnUNet_compile")]
-    assert not leaked, f"tests must run without nnU-Net's variables, found {leaked}"
-    root = tmp_path_factory.mktemp("pipeline")
-    synthesize(root / "train", 6, seed=0, size="tiny", progress=False)
-    synthesize(root / "test", 2, seed=77, size="tiny", progress=False)
-    ws = Workspace.open(root / "ws")
-    import_dataset(root / "train", "tiny", ws, progress=False)
-    plan("tiny", "li2022", workspace=ws, progress=False)
-    return root, ws
+def planned(planned_tiny):
+    return planned_tiny
 
 
 @pytest.fixture(scope="module")

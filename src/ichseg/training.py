@@ -24,7 +24,7 @@ from ichseg.errors import ModelError, WorkspaceError
 from ichseg.models import FORMAT_VERSION, MODEL_FILE, ModelFolder, file_sha256, parse_folds
 from ichseg.progress import TrainingEpoch, make_progress
 from ichseg.recipes import Recipe, load_recipe
-from ichseg.workspace import Workspace
+from ichseg.workspace import Workspace, WorkspaceLike
 
 PLAN_CONFIGURATIONS = ("2d", "3d_fullres")
 
@@ -285,3 +285,25 @@ def load_out_of_fold(folder: ModelFolder, group: str) -> dict[str, np.ndarray]:
             found[path.stem] = data["probability"].astype(np.float32) / 255.0
     return found
 
+
+def untrained_model(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: WorkspaceLike = None,
+                    folds: int | str | Sequence[int | str] | None = None, groups: Sequence[str] | None = None,
+                    seed: int = 0, logit_scale: float = 1.0) -> ModelFolder:
+    """A recipe's model folder with initial (random) weights instead of trained ones.
+
+    The folder is complete and loads like a trained one (nnU-Net's own checkpoints, no
+    out-of-fold predictions), so benchmarks and parity tests can run every route on real plans
+    without training; see :func:`ichseg.engine.training.save_untrained_model` for ``logit_scale``.
+    Each (group, fold) gets its own seed, derived from ``seed``.
+    """
+    ws = _workspace(workspace)
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    chosen = rec.select_groups(list(groups) if groups else None, None)
+    folder_name = _planned_folder(ws, dataset, rec)
+    engine = _engine()
+    folder = _prepare_model_folder(ws, ws.model_dir(dataset, rec.name), dataset, folder_name, rec, rec.training, chosen)
+    for index, (group, fold) in enumerate((g, f) for g in chosen for f in parse_folds(folds, rec)):
+        params = engine.TrainerParams(loss=group.loss, training=rec.training)
+        engine.save_untrained_model(ws, folder_name, rec.plans_name, group.configuration, fold, params,
+                                    folder.group_dir(group.name), seed=seed + index, logit_scale=logit_scale)
+    return folder

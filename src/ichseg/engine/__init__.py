@@ -22,6 +22,7 @@ _LAZY = {
     "TrainedNetwork": "inference",
     "ensure_splits": "planning", "plan_dataset": "planning", "require_plans": "planning",
     "train_model": "training", "training_state": "training",
+    "save_untrained_model": "training",
 }
 
 

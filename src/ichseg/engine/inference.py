@@ -4,7 +4,9 @@ nnU-Net's own route reads each case from disk, preprocesses it once per model, r
 model's logits back with scipy and writes files for the ensembling step to read again. Here a case
 is preprocessed once per (plans, configuration) and shared by every model that uses it, the
 networks stay loaded on the device, and logits go back to the input's shape with torch
-interpolation on the device. Only nnU-Net's preprocessing and sliding-window prediction are used.
+interpolation on the device, exactly as nnU-Net's export resamples them
+(:mod:`ichseg.engine.resampling`). nnU-Net's preprocessing and sliding-window prediction are used
+as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -25,6 +26,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from ichseg.engine.checkpoint import load_checkpoint
 from ichseg.engine.environment import captured_output
+from ichseg.engine.resampling import ExportResampling, resample_logits
 from ichseg.errors import ModelError
 from ichseg.layout import FINAL_CHECKPOINT, fold_folder_name
 
@@ -151,21 +153,27 @@ class TrainedNetwork:
         """Networks with equal keys take identical preprocessed input (a :class:`CasePreprocessor`'s)."""
         return (self.plans_manager.dataset_name, self.plans_manager.plans_name, self.configuration)
 
+    @property
+    def export_resampling(self) -> ExportResampling:
+        configuration = self.configuration_manager.configuration
+        return ExportResampling(configuration["resampling_fn_probabilities"],
+                                dict(configuration["resampling_fn_probabilities_kwargs"]))
+
     @torch.inference_mode()
     def foreground_probability(self, case: PreprocessedCase) -> torch.Tensor:
-        """P(hemorrhage) per voxel of the volume given to :meth:`preprocess` (on the device)."""
-        logits = self.predictor.predict_sliding_window_return_logits(case.data).float()
-        logits = logits.to(self.device)
+        """P(hemorrhage) per voxel of the volume given to :meth:`preprocess` (on the device).
+
+        The logits go back to the input's grid as nnU-Net's export takes them there
+        (:mod:`ichseg.engine.resampling`), then softmax; outside nnU-Net's crop P is 0.
+        """
+        logits = self.predictor.predict_sliding_window_return_logits(case.data).to(self.device)
         props = case.properties
-        logits = resize_logits(logits, tuple(props["shape_after_cropping_and_before_resampling"]))
-        probability = torch.softmax(logits, dim=0)[1]
+        case_spacing = [props["spacing"][axis] for axis in self.plans_manager.transpose_forward]
+        shape = tuple(props["shape_after_cropping_and_before_resampling"])
+        planned = list(self.configuration_manager.spacing)
+        current_spacing = planned if len(planned) == len(shape) else [case_spacing[0], *planned]  # 2d: slices kept
+        resampled = resample_logits(logits, shape, current_spacing, case_spacing, self.export_resampling)
+        probability = torch.softmax(resampled.float(), dim=0)[1]  # nnU-Net's inference nonlinearity, in float32
         full = torch.zeros(tuple(props["shape_before_cropping"]), dtype=probability.dtype, device=probability.device)
         full[tuple(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"])] = probability
         return full.permute(*self.plans_manager.transpose_backward)
-
-
-def resize_logits(logits: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Linear interpolation of (c, z, y, x) logits to ``shape`` (trilinear; identity if equal)."""
-    if tuple(logits.shape[1:]) == tuple(shape):
-        return logits
-    return F.interpolate(logits[None], size=shape, mode="trilinear", align_corners=False)[0]

@@ -60,3 +60,36 @@ def training_state(output_root: Path, folder_name: str, plans_name: str, configu
         return False, None
     checkpoint = load_checkpoint(fold_dir / LATEST_CHECKPOINT)
     return False, int(checkpoint["current_epoch"])
+
+
+def save_untrained_model(workspace: Workspace, folder_name: str, plans_name: str, configuration: str,
+                         fold: int | str, params: TrainerParams, output_root: Path, *, seed: int = 0,
+                         logit_scale: float = 1.0) -> Path:
+    """A model as training would leave it, with the network's initial (random) weights.
+
+    For benchmarks and parity tests, where the computation matters and not the accuracy: the
+    checkpoint is nnU-Net's own (written by the trainer), so every route loads it as a trained one.
+    ``logit_scale`` multiplies the output layer, so that probabilities are decided (near 0 or 1)
+    rather than all near 0.5, as they are with initial weights. Returns the fold folder.
+    """
+    plans = dict(require_plans(workspace, folder_name, plans_name, configuration), continue_training=False)
+    dataset_json = json.loads((workspace.preprocessed / folder_name / "dataset.json").read_text())
+    device = torch.device("cpu")
+    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
+    with nnunet_paths(workspace, results=output_root, device=device), \
+            captured_output(fold_dir.parent / f"{fold_folder_name(fold)}_training.log", verbose=False):
+        torch.manual_seed(seed)
+        trainer = IchsegTrainer(plans=plans, configuration=configuration, fold=fold,
+                                dataset_json=dataset_json, device=device)
+        trainer.configure(params)
+        trainer.initialize()
+        trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()  # sets the mirroring axes
+        with torch.no_grad():
+            for parameter in trainer.network.decoder.seg_layers[-1].parameters():
+                parameter.mul_(logit_scale)
+        trainer.save_checkpoint(str(fold_dir / FINAL_CHECKPOINT))
+    # what the trainer's on_train_start leaves beside the folds, for inference
+    write_json(fold_dir.parent / "plans.json", trainer.plans_manager.plans, overwrite=True)
+    write_json(fold_dir.parent / "dataset.json", dataset_json, overwrite=True)
+    write_json(fold_dir / "trainer_params.json", params.to_dict(), overwrite=True)
+    return fold_dir

@@ -1,0 +1,111 @@
+"""ichseg's prediction against nnU-Net's own route on the same checkpoints, where resampling matters.
+
+The models are nnU-Net checkpoints with initial weights and a scaled output layer
+(:func:`ichseg.training.untrained_model`): their probabilities are decided and spatially busy, so
+every boundary shows a resampling difference. The case's spacing (5 × 1.2 × 1.2 mm) is far from the
+plans' (tiny phantoms: about 9 × 3.6 × 3.6 mm) and it has a zero border that nnU-Net crops away, so
+the prediction goes through cropping, resampling to the plans' spacing, and nnU-Net's separate-z
+export back. The reference is ``nnUNetPredictor.predict_single_npy_array`` with the same weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from scipy.ndimage import zoom
+
+from ichseg.ensemble.spec import EnsembleSpec
+from ichseg.io.image import CTImage, load_image
+from ichseg.model_set import ModelSet
+from ichseg.recipes import load_recipe
+from ichseg.segmenter import Segmenter
+from ichseg.training import plan, untrained_model
+
+pytestmark = pytest.mark.slow
+CPU = torch.device("cpu")
+#: Where nnU-Net's probability is this close to 0.5, float rounding may tip a mask either way.
+COIN_TOSS = 1e-4
+
+
+@pytest.fixture(scope="module")
+def case(planned_tiny) -> CTImage:
+    """A tiny test phantom at 5 × 1.2 × 1.2 mm (slices × 1.9, pixels × 3), with a zero border."""
+    root, _ = planned_tiny
+    source = load_image(sorted((root / "test" / "data").glob("*.nii.gz"))[0])
+    factors = (source.spacing[0] / 5.0, source.spacing[1] / 1.2, source.spacing[2] / 1.2)
+    array = zoom(source.array.astype(np.float32), factors, order=1)
+    array[:, :4], array[:, -3:], array[:, :, :5] = 0, 0, 0
+    return CTImage(array, (5.0, 1.2, 1.2), source.origin, source.direction)
+
+
+@pytest.fixture(scope="module")
+def models(planned_tiny):
+    """nnU-Net's default plans, one 3d_fullres and one 2d model with initial weights."""
+    _, ws = planned_tiny
+    recipe = dataclasses.replace(load_recipe("nnunet"), name="nnunet-untrained")
+    return untrained_model("tiny", recipe, workspace=ws, folds=[0], groups=["3d_fullres", "2d"], logit_scale=30.0)
+
+
+def nnunet_probability(network, image: CTImage) -> np.ndarray:
+    """P(class 1) by nnU-Net's own route: preprocessing, sliding window, export."""
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                perform_everything_on_device=False, device=CPU, allow_tqdm=False)
+    predictor.manual_initialization(network.predictor.network, network.plans_manager, network.configuration_manager,
+                                    [network.predictor.network.state_dict()], network.dataset_json,
+                                    "IchsegTrainer", None)
+    _, probabilities = predictor.predict_single_npy_array(image.array[None].astype(np.float32),
+                                                          {"spacing": list(image.spacing)}, None, None, True)
+    return probabilities[1]
+
+
+def assert_same_masks(ours: np.ndarray, reference: np.ndarray, name: str) -> None:
+    """Probabilities within 1e-5 (the issue asks 1e-4; the port reproduces nnU-Net's float16 logits
+    exactly, leaving float32 softmax rounding); masks differ only where nnU-Net's P is a coin toss."""
+    assert ours.shape == reference.shape, name
+    assert np.abs(ours - reference).max() < 1e-5, name
+    mask, expected = ours > 0.5, reference > 0.5
+    assert expected.sum() > 100 and (~expected).sum() > 100, f"{name}: a trivial reference proves nothing"
+    differ = mask != expected
+    assert np.all(np.abs(reference[differ] - 0.5) < COIN_TOSS), name
+    dice = 2 * (mask & expected).sum() / (mask.sum() + expected.sum())
+    assert dice >= 0.999, f"{name}: Dice {dice}"
+
+
+def test_each_model_gives_nnunets_probabilities_on_a_resampled_cropped_case(models, case):
+    model_set = ModelSet(models, models.select(), CPU, use_mirroring=False)
+    assert {m.configuration for m in model_set.models} == {"3d_fullres", "2d"}
+    prepared = model_set.prepare(case)
+    for model, network, output in zip(model_set.models, model_set.networks, model_set.probabilities(prepared)):
+        assert tuple(network.configuration_manager.spacing) != case.spacing[-len(network.configuration_manager.spacing):]
+        assert_same_masks(output.probability.numpy(), nnunet_probability(network, case), model.configuration)
+
+
+def test_an_ensemble_gives_nnunets_per_model_probabilities_combined(models, case):
+    segmenter = Segmenter.load(models.path, device="cpu", mirroring=False, ensemble=EnsembleSpec("mean"))
+    segmentation = segmenter.segment(case)
+    each = [nnunet_probability(n, case) for n in segmenter.models.networks]
+    reference = np.mean(each, axis=0)
+    expected = reference > 0.5
+    differ = (segmentation.mask.array != 0) != expected
+    assert np.all(np.abs(reference[differ] - 0.5) < COIN_TOSS)
+    assert expected.sum() > 100
+    near = np.any([np.abs(p - 0.5) < COIN_TOSS for p in each], axis=0)
+    votes = np.sum([p > 0.5 for p in each], axis=0)
+    assert np.array_equal(segmentation.votes.array[~near], votes[~near])
+
+
+def test_padded_windowed_route_equals_nnunet_on_the_padded_image_with_the_pads_removed(planned_tiny, case):
+    _, ws = planned_tiny
+    plan("tiny", "liangwei2022", workspace=ws, configurations=("3d_fullres",), progress=False)
+    recipe = dataclasses.replace(load_recipe("liangwei2022"), name="liangwei-untrained")
+    folder = untrained_model("tiny", recipe, workspace=ws, folds=[0], logit_scale=30.0)
+    model_set = ModelSet(folder, folder.select(), CPU, use_mirroring=False)
+    (output,) = model_set.probabilities(model_set.prepare(case))
+    windowed = model_set.preprocessing.apply(case)
+    assert windowed.shape[0] == case.shape[0] + 2
+    reference = model_set.preprocessing.revert_array(nnunet_probability(model_set.networks[0], windowed))
+    assert_same_masks(output.probability.numpy(), reference, "liangwei2022")
