@@ -43,6 +43,10 @@ from ichseg.segmenter import (
     write_case,
 )
 
+#: CPUs per model actor on a cluster without GPUs, by default: torch's threads share them, and each
+#: actor holds every network of the folder in memory, so many small actors would cost memory.
+CPUS_PER_ACTOR = 8
+
 #: Tasks of a CPU stage in flight per model actor: enough to keep the actors fed, few enough that
 #: cases waiting between stages stay few.
 _CPU_TASKS_PER_ACTOR = 2
@@ -82,8 +86,9 @@ def predict_on_ray(model: ModelRequest, scan: InputScan, run: Run, settings: Cas
                    progress: bool = True) -> PredictionResult:
     """Segment ``scan``'s cases on a Ray cluster into ``run``'s folder; the local route's result.
 
-    ``workers``: model actors (default: one per GPU of the cluster, else the CPUs less one);
-    ``device`` "cpu" keeps the networks on CPUs even where the cluster has GPUs.
+    ``workers``: model actors (default: one per GPU of the cluster, else one per
+    :data:`CPUS_PER_ACTOR` CPUs); ``device`` "cpu" keeps the networks on CPUs even where the
+    cluster has GPUs.
     """
     ray = connect(address)
     result, cases, options = start_batch(scan, run, settings.options)
@@ -101,17 +106,18 @@ def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[Path], setti
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # ichseg shows its own
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes on every run; errors still raise
     gpus = 0 if device == "cpu" else cluster_gpus(ray)
     if device == "cuda" and not gpus:
         raise IchsegError("--device cuda: the Ray cluster has no GPU")
     cpus = cluster_cpus(ray)
-    actors = workers or (gpus if gpus else max(1, cpus - 1))
+    actors = workers or (gpus if gpus else max(1, cpus // CPUS_PER_ACTOR))
     if gpus:
         actor_resources: dict[str, float] = {"num_gpus": 1, "num_cpus": 1}
         task_cpus = 1.0
     else:  # leave half a CPU to the reading and writing tasks, or they could never start
-        actor_resources = {"num_cpus": min(1.0, (cpus - 0.5) / actors)}
+        share = (cpus - 0.5) / actors
+        actor_resources = {"num_cpus": float(int(share)) if share >= 1 else share}
         task_cpus = 0.5
     in_flight = _CPU_TASKS_PER_ACTOR * actors
     items = [{"index": index, "path": str(path)} for index, path in enumerate(cases)]

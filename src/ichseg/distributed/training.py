@@ -74,7 +74,10 @@ def train_on_ray(plan: TrainingPlan, address: RayAddress = None, *, verbose: boo
 
     events = Queue(actor_options={"num_cpus": 0})
     started: dict[str, float] = {}
-    pending = {_submit(ray, job, events, verbose, max_retries): job for job in plan.jobs}
+    options, device = _task_options(ray, max_retries)
+    task = _remote_task(ray).options(**options)
+    pending = {task.options(name=f"ichseg train {job.name}").remote(job, device, events, verbose): job
+               for job in plan.jobs}
     failures: list[tuple[str, str]] = []
     done = 0
     while pending:
@@ -99,19 +102,18 @@ def train_on_ray(plan: TrainingPlan, address: RayAddress = None, *, verbose: boo
     return plan.folder
 
 
-def _submit(ray: ModuleType, job: ModelJob, events: Any, verbose: bool, max_retries: int) -> Any:
-    """One model as a Ray task: a GPU (with its share of CPUs) when the cluster has GPUs."""
+def _task_options(ray: ModuleType, max_retries: int) -> tuple[dict[str, Any], str]:
+    """A model's resources and device: a GPU and its share of the CPUs when the cluster has GPUs,
+    else one CPU. Retried when its worker dies, not when it raises."""
+    options: dict[str, Any] = {"num_cpus": 1, "num_gpus": 0, "max_retries": max_retries, "retry_exceptions": False}
     gpus = cluster_gpus(ray)
-    options: dict[str, Any] = {"num_cpus": 1, "num_gpus": 0, "max_retries": max_retries,
-                               "retry_exceptions": False, "name": f"ichseg train {job.name}"}
-    device = "cpu"
-    if gpus:
-        share = max(1, cluster_cpus(ray) // gpus)
-        options.update(num_cpus=share, num_gpus=1)
-        if "nnUNet_n_proc_DA" not in os.environ:  # nnU-Net would start a worker per core of the node
-            options["runtime_env"] = {"env_vars": {"nnUNet_n_proc_DA": str(max(1, share - 1))}}
-        device = "cuda"
-    return _remote_task(ray).options(**options).remote(job, device, events, verbose)
+    if not gpus:
+        return options, "cpu"
+    share = max(1, cluster_cpus(ray) // gpus)
+    options.update(num_cpus=share, num_gpus=1)
+    if "nnUNet_n_proc_DA" not in os.environ:  # nnU-Net would start a worker per core of the node
+        options["runtime_env"] = {"env_vars": {"nnUNet_n_proc_DA": str(max(1, share - 1))}}
+    return options, "cuda"
 
 
 @functools.cache
