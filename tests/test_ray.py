@@ -121,7 +121,7 @@ def test_killed_worker_resumes_from_its_checkpoint_and_a_broken_model_is_named(w
 
     thread = threading.Thread(target=run)
     thread.start()
-    killed = _kill_after_first_checkpoint(fold_dirs[0] / LATEST_CHECKPOINT, events, f"{group} fold 0")
+    killed = _kill_after_first_checkpoint(fold_dirs[0] / LATEST_CHECKPOINT, events, f"{group} fold 0", thread)
     thread.join(timeout=240)
     assert not thread.is_alive()
 
@@ -139,10 +139,11 @@ def test_killed_worker_resumes_from_its_checkpoint_and_a_broken_model_is_named(w
     assert "Epoch 0" not in logs[-1].read_text() and "Epoch 1" in logs[-1].read_text()
 
 
-def _kill_after_first_checkpoint(checkpoint: Path, events: list[ModelEvent], name: str) -> int:
+def _kill_after_first_checkpoint(checkpoint: Path, events: list[ModelEvent], name: str,
+                                 training: threading.Thread) -> int:
     """SIGKILL the worker training ``name`` once ``checkpoint`` is complete; returns its pid."""
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and training.is_alive():
         pids = [e.pid for e in events if e.kind == "started" and e.name == name]
         if pids and checkpoint.is_file():
             try:
@@ -153,7 +154,7 @@ def _kill_after_first_checkpoint(checkpoint: Path, events: list[ModelEvent], nam
             os.kill(pids[0], signal.SIGKILL)
             return pids[0]
         time.sleep(0.01)
-    raise AssertionError(f"{checkpoint} did not appear")
+    raise AssertionError(f"{checkpoint} did not appear while {name} trained")
 
 
 def test_ray_pipeline_writes_the_local_routes_outputs_and_lists_a_corrupt_case(workspace, ray_model, tmp_path):

@@ -75,8 +75,8 @@ def train_on_ray(plan: TrainingPlan, address: RayAddress = None, *, verbose: boo
     events = Queue(actor_options={"num_cpus": 0})
     started: dict[str, float] = {}
     options, device = _task_options(ray, max_retries)
-    task = _remote_task(ray).options(**options)
-    pending = {task.options(name=f"ichseg train {job.name}").remote(job, device, events, verbose): job
+    task = _remote_task(ray)
+    pending = {task.options(**options, name=f"ichseg train {job.name}").remote(job, device, events, verbose): job
                for job in plan.jobs}
     failures: list[tuple[str, str]] = []
     done = 0
