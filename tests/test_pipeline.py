@@ -142,8 +142,10 @@ def test_a_bad_case_in_a_folder_is_listed_and_the_others_finish(planned, nnunet_
     code = main(["predict", "-i", str(inputs), "-o", str(root / "pred-mixed"), "--model", str(nnunet_model.path),
                  "--device", "cpu", "--no-mirroring"])
     assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in lines if line.startswith("ichseg:")]  # the others: progress (not a terminal)
     assert len(err) == 1 and "broken.nii.gz" in err[0]
+    assert any(line.startswith("Predicting with 1 model(s): 2/2 (100%)") for line in lines)
     assert (root / "pred-mixed" / good.name).is_file()
     assert not list((root / "pred-mixed").glob("broken*"))
     assert "broken.nii.gz" in (root / "pred-mixed" / "cases.csv").read_text() + \
