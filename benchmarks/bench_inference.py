@@ -12,18 +12,27 @@ Four comparisons, each timed in the same run and checked for agreement (Dice bet
   the fastest route nnU-Net offers. Its masks may differ slightly: logits, not probabilities,
   are averaged across folds.
 
-Everything the benchmark needs (phantoms, an imported and planned data set, a trained model
-folder) is made in ``--workspace`` on first use and reused afterwards. Times are wall-clock times
-of whole commands, start-up, reading and writing included. Run with the project's interpreter::
+Everything the benchmark needs (phantoms, an imported and planned data set, a model folder) is
+made in ``--workspace`` on first use and reused afterwards. The models are planned on
+``--train-size`` phantoms and predict ``--size`` phantoms: tiny plans with full-size inputs (the
+default, as a model from ``make demo`` meets real scans) send every case through nnU-Net's
+resampling to the plans' spacing and back to 512 x 512, where the two routes could part. With
+``--weights untrained`` (the default) the models keep nnU-Net's initial weights with a scaled
+output layer: no training, and busy masks whose every boundary shows a resampling difference;
+``--weights trained`` trains ``--epochs`` x ``--iterations``. Agreement is printed per case for
+every comparison; a case where one route is empty and the other is not counts as Dice 0. Times are
+wall-clock times of whole commands, start-up, reading and writing included. Run with the
+project's interpreter::
 
-    .venv/bin/python benchmarks/bench_inference.py --workspace /tmp/bench --size tiny --cases 3 \\
-        --folds 0,1 --epochs 1 --iterations 2 --device cpu
+    .venv/bin/python benchmarks/bench_inference.py --workspace /tmp/bench --cases 3 --folds 0 \\
+        --compare single --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -31,7 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +56,8 @@ from ichseg.models import ModelFolder, TrainedModel
 from ichseg.workspace import Workspace
 
 RECIPES = ("li2022", "nnunet")
+#: Output-layer scale of untrained models: decided probabilities, busy masks.
+UNTRAINED_LOGIT_SCALE = 30.0
 TRAIN_SEED, TEST_SEED = 0, 1000
 #: nnU-Net's own defaults for ``-npp`` and ``-nps`` of its predict commands.
 NNUNET_DEFAULT_PROCESSES = 3
@@ -74,22 +85,24 @@ def prepare(args: argparse.Namespace) -> Setup:
     from ichseg.data.importer import import_dataset
     from ichseg.data.synth import synthesize
     from ichseg.recipes import load_recipe
-    from ichseg.training import parse_folds, plan, train
+    from ichseg.models import parse_folds
+    from ichseg.training import plan
 
     ws = Workspace.open(args.workspace)
     root = ws.root / "bench"
-    phantoms = root / f"phantoms-{args.size}"
-    train_dir, test_dir = phantoms / f"train-{args.train_cases}", phantoms / f"test-{args.cases}"
-    for folder, count, seed in ((train_dir, args.train_cases, TRAIN_SEED), (test_dir, args.cases, TEST_SEED)):
+    train_dir = root / f"phantoms-{args.train_size}" / f"train-{args.train_cases}"
+    test_dir = root / f"phantoms-{args.size}" / f"test-{args.cases}"
+    for folder, count, seed, size in ((train_dir, args.train_cases, TRAIN_SEED, args.train_size),
+                                      (test_dir, args.cases, TEST_SEED, args.size)):
         if not (folder / "cases.csv").is_file():
-            say(f"synthesising {count} {args.size} phantoms in {folder}")
-            synthesize(folder, count, seed=seed, size=args.size, overwrite=True, progress=False)
+            say(f"synthesising {count} {size} phantoms in {folder}")
+            synthesize(folder, count, seed=seed, size=size, overwrite=True, progress=False)
 
     recipe = load_recipe(args.recipe)
     if not recipe.preprocessing.is_identity:
         raise IchsegError(f"recipe {recipe.name!r} windows or pads the CT; nnU-Net's route would need "
                           f"preprocessed copies, which this benchmark does not make")
-    dataset = f"bench_{args.size}_{args.train_cases}"
+    dataset = f"bench_{args.train_size}_{args.train_cases}"
     groups = recipe.select_groups(None, None)
     configurations = tuple(dict.fromkeys(g.configuration for g in groups))
     if dataset not in ws.datasets():
@@ -99,14 +112,7 @@ def prepare(args: argparse.Namespace) -> Setup:
         say(f"planning {dataset} for {recipe.name} ({', '.join(configurations)})")
         plan(dataset, recipe, workspace=ws, configurations=configurations, progress=False)
     folds = parse_folds(args.folds, recipe)
-    say(f"training {recipe.name} (folds {', '.join(map(str, folds))}) for {args.epochs} epoch(s) x "
-        f"{args.iterations} iteration(s), or reusing the models already trained")
-    try:
-        model = train(dataset, recipe, workspace=ws, folds=folds, epochs=args.epochs, iterations=args.iterations,
-                      val_iterations=args.iterations, device=args.device, progress=False)
-    except ModelError as error:
-        raise ModelError(f"{error} (here: give the --epochs and --iterations of the first run, "
-                         f"or another --workspace)") from None
+    model = _model_folder(args, ws, dataset, recipe, folds)
     names = [g.name for g in groups]
     models = tuple(m for m in model.require_models() if m.group in names and m.fold in folds)
 
@@ -116,6 +122,25 @@ def prepare(args: argparse.Namespace) -> Setup:
     for folder, files, nnunet_names in zip(folders, (cases, cases[:1], cases[:1]), (True, False, True)):
         _copy_cases(files, folder, nnunet_names)
     return Setup(root, test_dir / "data", *folders, model, models)
+
+
+def _model_folder(args: argparse.Namespace, ws: Workspace, dataset: str, recipe: Any,
+                  folds: Sequence[int | str]) -> ModelFolder:
+    """The models compared: initial weights (made once), or trained for the given schedule."""
+    from ichseg.training import train, untrained_model
+
+    if args.weights == "untrained":  # made once: a finished model is left alone
+        say(f"{recipe.name} models with initial weights (output layer x {UNTRAINED_LOGIT_SCALE})")
+        return untrained_model(dataset, replace(recipe, name=f"{recipe.name}-untrained"), workspace=ws,
+                               folds=folds, logit_scale=UNTRAINED_LOGIT_SCALE)
+    say(f"training {recipe.name} (folds {', '.join(map(str, folds))}) for {args.epochs} epoch(s) x "
+        f"{args.iterations} iteration(s), or reusing the models already trained")
+    try:
+        return train(dataset, recipe, workspace=ws, folds=folds, epochs=args.epochs, iterations=args.iterations,
+                     val_iterations=args.iterations, device=args.device, progress=False)
+    except ModelError as error:
+        raise ModelError(f"{error} (here: give the --epochs and --iterations of the first run, "
+                         f"or another --workspace)") from None
 
 
 def _is_planned(ws: Workspace, dataset: str, plans_name: str, configurations: Sequence[str]) -> bool:
@@ -362,36 +387,55 @@ def fresh(folder: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Agreement:
-    """How far the two routes' outputs agree over the cases."""
+class CaseAgreement:
+    """One case: Dice between the routes' masks (1 where both are empty, 0 where only one is),
+    their voxel counts, and for ensembles whose per-model masks nnU-Net keeps, the share of voxels
+    where ichseg's vote map counts as many models as nnU-Net's masks do."""
 
-    dice_mean: float
-    dice_min: float
-    nonempty_ichseg: int
-    nonempty_nnunet: int
-    #: Share of voxels where both routes count the same number of models voting hemorrhage
-    #: (ensembles whose per-model masks nnU-Net keeps); checks every model, even where the
-    #: ensemble's mask is empty.
+    case: str
+    dice: float
+    voxels_ichseg: int
+    voxels_nnunet: int
     votes_equal: float | None
 
 
+@dataclass(frozen=True)
+class Agreement:
+    cases: tuple[CaseAgreement, ...]
+
+    @property
+    def dice_mean(self) -> float:
+        return float(np.mean([c.dice for c in self.cases]))
+
+    @property
+    def dice_min(self) -> float:
+        return float(np.min([c.dice for c in self.cases]))
+
+    @property
+    def votes_equal(self) -> float | None:
+        shares = [c.votes_equal for c in self.cases if c.votes_equal is not None]
+        return float(np.mean(shares)) if shares else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dice_mean": self.dice_mean, "dice_min": self.dice_min, "votes_equal": self.votes_equal,
+                "cases": [asdict(c) for c in self.cases]}
+
+
 def agreement(ichseg: RouteOutput, nnunet: RouteOutput, names: Sequence[str]) -> Agreement:
-    """Dice between the two routes' masks, case by case (1 where both are empty), and vote counts."""
-    scores, nonempty_a, nonempty_b, votes_equal = [], 0, 0, []
+    """The two routes' masks compared case by case."""
+    found = []
     for name in names:
         a = load_image(ichseg.masks / f"{name}.nii.gz").array > 0
         b = load_image(nnunet.masks / f"{name}.nii.gz").array > 0
         if a.shape != b.shape:
             raise IchsegError(f"{name}: ichseg mask {a.shape} and nnU-Net mask {b.shape} differ in shape")
-        scores.append(dice(a, b))
-        nonempty_a += bool(a.any())
-        nonempty_b += bool(b.any())
+        votes_equal = None
         ichseg_votes = ichseg.masks / f"{name}_votes.nii.gz"
         if nnunet.model_masks and ichseg_votes.is_file():
             counted = sum((load_image(f / f"{name}.nii.gz").array > 0).astype(np.uint8) for f in nnunet.model_masks)
-            votes_equal.append(float(np.mean(load_image(ichseg_votes).array == counted)))
-    return Agreement(float(np.mean(scores)), float(np.min(scores)), nonempty_a, nonempty_b,
-                     float(np.mean(votes_equal)) if votes_equal else None)
+            votes_equal = float(np.mean(load_image(ichseg_votes).array == counted))
+        found.append(CaseAgreement(name, float(dice(a, b)), int(a.sum()), int(b.sum()), votes_equal))
+    return Agreement(tuple(found))
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,15 +462,29 @@ def describe_cases(folder: Path) -> dict[str, Any]:
 def report_table(comparisons: Sequence[Comparison], timings: dict[str, Timing],
                  agreements: dict[str, Agreement], n_cases: int) -> str:
     header = ["comparison", "models", "ichseg s", "s/case", "nnU-Net s", "s/case", "nnU-Net/ichseg",
-              "Dice mean", "Dice min", "non-empty ichseg/nnU-Net", "votes equal"]
+              "Dice mean", "Dice min", "votes equal"]
     body = []
     for c in comparisons:
         mine, theirs, agree = timings[c.ichseg.key].best, timings[c.nnunet.key].best, agreements[c.name]
         body.append([c.name, c.n_models, f"{mine:.1f}", f"{mine / n_cases:.2f}", f"{theirs:.1f}",
                      f"{theirs / n_cases:.2f}", f"{theirs / mine:.2f}x", f"{agree.dice_mean:.4f}",
-                     f"{agree.dice_min:.4f}", f"{agree.nonempty_ichseg}/{agree.nonempty_nnunet} of {n_cases}",
-                     "-" if agree.votes_equal is None else f"{agree.votes_equal:.2%}"])
+                     f"{agree.dice_min:.4f}", "-" if agree.votes_equal is None else f"{agree.votes_equal:.4%}"])
     return text_table(header, body)
+
+
+def case_table(comparisons: Sequence[Comparison], agreements: dict[str, Agreement]) -> str:
+    """Agreement per case and comparison: Dice and mask voxels of both routes."""
+    header = ["comparison", "case", "Dice", "voxels ichseg", "voxels nnU-Net", "votes equal"]
+    body = [[c.name, case.case, f"{case.dice:.5f}", case.voxels_ichseg, case.voxels_nnunet,
+             "-" if case.votes_equal is None else f"{case.votes_equal:.4%}"]
+            for c in comparisons for case in agreements[c.name].cases]
+    return text_table(header, body)
+
+
+def resampling_fallbacks(logs: Path) -> int:
+    """How often ichseg fell back to nnU-Net's own resampling (a port gap it logs)."""
+    log = logs / "ichseg.log"
+    return log.read_text(encoding="utf-8", errors="replace").count("not ported to torch") if log.is_file() else 0
 
 
 def say(message: str) -> None:
@@ -446,14 +504,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workspace", type=Path, required=True,
                         help="folder for phantoms, data set, models and runs (reused when run again)")
     parser.add_argument("--size", choices=("tiny", "small", "full"), default="full",
-                        help="phantom size (default full: INSTANCE-like)")
+                        help="size of the phantoms predicted (default full: INSTANCE-like)")
+    parser.add_argument("--train-size", choices=("tiny", "small", "full"), default="tiny",
+                        help="size of the phantoms the models are planned on (default tiny, as make demo)")
+    parser.add_argument("--weights", choices=("untrained", "trained"), default="untrained",
+                        help="initial weights with a scaled output layer (default), or trained ones")
     parser.add_argument("--cases", type=int, default=10, help="test cases to predict (default 10)")
     parser.add_argument("--train-cases", type=int, default=10,
                         help="training phantoms (at least 5, for five-fold splits; default 10)")
     parser.add_argument("--recipe", choices=RECIPES, default="li2022", help="default li2022: 3 groups x folds")
     parser.add_argument("--folds", default="0,1,2,3,4", help="folds to train and compare (default 0-4)")
     parser.add_argument("--epochs", type=int, default=2,
-                        help="training epochs (default 2: speed needs no good weights)")
+                        help="with --weights trained: epochs (default 2: speed needs no good weights)")
     parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch (default 10)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when available")
@@ -502,11 +564,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"device: {args.device}" + (f" ({machine['gpu']})" if "gpu" in machine else "")
           + f", {machine['cpu_cores']} CPU cores, torch {machine['torch']} ({machine['torch_threads']} threads)")
     print(f"cases: {cases['n_cases']} {args.size} phantoms, shape (z, y, x) "
-          f"{', '.join('x'.join(map(str, s)) for s in cases['shapes_zyx'])}")
+          f"{', '.join('x'.join(map(str, s)) for s in cases['shapes_zyx'])}, spacing (mm) "
+          f"{', '.join('x'.join(map(str, s)) for s in cases['spacings_zyx_mm'])}")
+    plans = setup.models[0].nnunet_folder / "plans.json"
+    planned = {name: c.get("spacing") for name, c in json.loads(plans.read_text())["configurations"].items()}
+    weights = (f"initial weights, output layer x {UNTRAINED_LOGIT_SCALE} (busy masks: a strict agreement test)"
+               if args.weights == "untrained" else
+               f"trained {schedule['epochs']} epoch(s) x {schedule['iterations_per_epoch']} iterations")
     print(f"models: recipe {args.recipe}, {len(setup.models)} = "
           + " + ".join(f"{g} folds {','.join(map(str, folds))}" for g, (_, folds) in groups.items())
-          + f"; trained {schedule['epochs']} epoch(s) x {schedule['iterations_per_epoch']} iterations, "
-          "so the weights are poor: the Dice below checks that the routes agree, not quality")
+          + f"; planned on {args.train_size} phantoms (spacing in nnU-Net's axis order: {planned}); {weights}")
     print(f"mirroring: {'off' if args.no_mirroring else 'on'} on both routes; nnU-Net -npp {args.nnunet_processes} "
           f"-nps {args.nnunet_processes}, nnUNetv2_ensemble -np {args.nnunet_processes}; "
           "ichseg: --no-report --no-postprocess")
@@ -519,11 +586,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {c.name}: ichseg = {c.ichseg.label}; nnU-Net = {c.nnunet.label}")
     print("  votes equal: share of voxels where ichseg's vote map (NAME_votes.nii.gz) equals the number of "
           "nnU-Net's per-model masks marking the voxel")
+    print()
+    print("Agreement per case (Dice 1: same mask; a case empty in one route only has Dice 0)")
+    print(case_table(comparisons, agreements))
+    fallbacks = resampling_fallbacks(runner.logs)
+    print(f"resampling: {fallbacks} call(s) of nnU-Net's own function where the torch port does not apply")
 
     if args.json:
         figures = {
             "machine": machine, "cases": cases, "size": args.size, "recipe": args.recipe,
             "models": [{"group": m.group, "configuration": m.configuration, "fold": m.fold} for m in setup.models],
+            "train_size": args.train_size, "weights": args.weights, "resampling_fallbacks": fallbacks,
             "training": schedule, "mirroring": not args.no_mirroring, "nnunet_processes": args.nnunet_processes,
             "warmup": not args.no_warmup, "repeat": args.repeat,
             "comparisons": [
@@ -531,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "ichseg": {"command": c.ichseg.label, "seconds": timings[c.ichseg.key].seconds},
                  "nnunet": {"command": c.nnunet.label, "seconds": timings[c.nnunet.key].seconds},
                  "ratio_nnunet_over_ichseg": timings[c.nnunet.key].best / timings[c.ichseg.key].best,
-                 "agreement": asdict(agreements[c.name])}
+                 "agreement": agreements[c.name].as_dict()}
                 for c in comparisons],
         }
         write_json(args.json, figures, overwrite=True)

@@ -54,8 +54,8 @@ def nnunet_probability(network, image: CTImage) -> np.ndarray:
     """P(class 1) by nnU-Net's own route: preprocessing, sliding window, export."""
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                 perform_everything_on_device=False, device=CPU, allow_tqdm=False)
-    predictor.manual_initialization(network.predictor.network, network.plans_manager, network.configuration_manager,
-                                    [network.predictor.network.state_dict()], network.dataset_json,
+    predictor.manual_initialization(network.window.network, network.plans_manager, network.configuration_manager,
+                                    [network.window.network.state_dict()], network.dataset_json,
                                     "IchsegTrainer", None)
     _, probabilities = predictor.predict_single_npy_array(image.array[None].astype(np.float32),
                                                           {"spacing": list(image.spacing)}, None, None, True)
@@ -109,3 +109,22 @@ def test_padded_windowed_route_equals_nnunet_on_the_padded_image_with_the_pads_r
     assert windowed.shape[0] == case.shape[0] + 2
     reference = model_set.preprocessing.revert_array(nnunet_probability(model_set.networks[0], windowed))
     assert_same_masks(output.probability.numpy(), reference, "liangwei2022")
+
+
+def test_preprocessing_equals_nnunets_default_preprocessor(models, case):
+    """ichseg prepares cases without nnU-Net's preprocessor class (its module imports the training
+    data loaders); the arrays and properties must be the class's own."""
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+
+    model_set = ModelSet(models, models.select(), CPU, use_mirroring=False)
+    prepared = model_set.prepare(case)
+    for network in model_set.networks:
+        expected, _, properties = DefaultPreprocessor(verbose=False).run_case_npy(
+            case.array[None].astype(np.float32), None, {"spacing": list(case.spacing)}, network.plans_manager,
+            network.configuration_manager, network.dataset_json)
+        ours = prepared.inputs[network.preprocessing_key]
+        assert np.array_equal(ours.data.numpy(), expected), network.configuration
+        assert [list(b) for b in ours.properties["bbox_used_for_cropping"]] == \
+            [list(b) for b in properties["bbox_used_for_cropping"]]
+        for key in ("shape_before_cropping", "shape_after_cropping_and_before_resampling"):
+            assert tuple(ours.properties[key]) == tuple(properties[key]), key

@@ -1,4 +1,5 @@
-"""Prediction plumbing without trained models: mirror batching, read-ahead, light imports."""
+"""Prediction plumbing without trained models: the sliding window against nnU-Net's predictor,
+mirror batching, read-ahead, light imports."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from ichseg.engine.inference import MirrorBatchingPredictor
+from types import SimpleNamespace
+
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+from ichseg.engine.sliding_window import SlidingWindow
 from ichseg.segmenter import _read_ahead
 
 
@@ -34,39 +39,66 @@ class AsymmetricNet(nn.Module):
         return self.body(x + ramp)
 
 
-def predictor(network: nn.Module, axes: tuple[int, ...], batch: bool) -> MirrorBatchingPredictor:
-    made = MirrorBatchingPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False,
-                                   perform_everything_on_device=False)
+def nnunet_predictor(network: nn.Module, patch_size: tuple[int, ...], axes: tuple[int, ...] | None,
+                     step: float = 0.5) -> nnUNetPredictor:
+    """nnU-Net's own predictor around ``network``: the reference."""
+    made = nnUNetPredictor(tile_step_size=step, use_gaussian=True, use_mirroring=axes is not None,
+                           device=torch.device("cpu"), verbose=False, allow_tqdm=False,
+                           perform_everything_on_device=False)
     made.network = network
     made.allowed_mirroring_axes = axes
-    made.batch_mirrors = batch
+    made.configuration_manager = SimpleNamespace(patch_size=list(patch_size))
+    made.label_manager = SimpleNamespace(num_segmentation_heads=2)
     return made
+
+
+def window(network: nn.Module, patch_size: tuple[int, ...], axes: tuple[int, ...] | None, batch: bool = False,
+           step: float = 0.5) -> SlidingWindow:
+    return SlidingWindow(network, patch_size, 2, torch.device("cpu"), step_size=step, mirror_axes=axes,
+                         batch_mirrors=batch)
+
+
+@pytest.mark.parametrize(("patch", "image", "axes", "step"), [
+    ((4, 8, 8), (7, 13, 11), (0, 1, 2), 0.5),   # 3d, several tiles per axis, mirroring
+    ((4, 8, 8), (7, 13, 11), None, 0.5),
+    ((4, 8, 8), (3, 6, 20), (0, 1, 2), 0.5),     # smaller than a patch on two axes: padded, then cut
+    ((8, 8), (5, 13, 11), (0, 1), 0.5),          # 2d network: every slice tiled
+    ((8, 8), (5, 13, 11), None, 1.0),
+])
+def test_sliding_window_equals_nnunets_predictor(patch, image, axes, step) -> None:
+    dims = len(patch)
+    network = AsymmetricNet(dims)
+    volume = torch.randn(1, *image)
+    expected = nnunet_predictor(network, patch, axes, step).predict_sliding_window_return_logits(volume)
+    ours = window(network, patch, axes, step=step).logits(volume)
+    assert ours.dtype == expected.dtype == torch.float16 and ours.shape == expected.shape == (2, *image)
+    assert torch.equal(ours, expected)
 
 
 @pytest.mark.parametrize(("dims", "axes"), [(3, (0, 1, 2)), (3, (1, 2)), (2, (0, 1))])
 def test_batched_mirrors_equal_nnunets_one_by_one_average(dims: int, axes: tuple[int, ...]) -> None:
     tile = torch.randn(1, 1, *([6, 8, 10][-dims:]))
     network = AsymmetricNet(dims)
-    expected = predictor(network, axes, batch=False)._internal_maybe_mirror_and_predict(tile)
+    patch = tuple(tile.shape[2:])
+    expected = nnunet_predictor(network, patch, axes)._internal_maybe_mirror_and_predict(tile)
     assert network.batch_sizes == [1] * 2 ** len(axes)  # nnU-Net's loop: one pass per mirror
     network.batch_sizes.clear()
-    batched = predictor(network, axes, batch=True)._internal_maybe_mirror_and_predict(tile)
+    batched = window(network, patch, axes, batch=True).mirrored_prediction(tile)
     assert network.batch_sizes == [2 ** len(axes)]  # one pass for all
     torch.testing.assert_close(batched, expected, rtol=1e-5, atol=1e-6)
-    unmirrored = predictor(network, axes, batch=True)
-    unmirrored.use_mirroring = False
-    assert not torch.allclose(unmirrored._internal_maybe_mirror_and_predict(tile), expected)
+    assert not torch.allclose(window(network, patch, None).mirrored_prediction(tile), expected)
 
 
-def test_a_batch_that_does_not_fit_falls_back_to_nnunets_loop_for_good() -> None:
+def test_a_batch_that_does_not_fit_falls_back_to_one_by_one_for_good() -> None:
     tile = torch.randn(1, 1, 4, 6, 8)
-    reference = predictor(AsymmetricNet(3), (0, 1, 2), batch=False)._internal_maybe_mirror_and_predict(tile)
+    patch = tuple(tile.shape[2:])
+    reference = nnunet_predictor(AsymmetricNet(3), patch, (0, 1, 2))._internal_maybe_mirror_and_predict(tile)
     network = AsymmetricNet(3, fail_on_batches=True)
-    made = predictor(network, (0, 1, 2), batch=True)
-    torch.testing.assert_close(made._internal_maybe_mirror_and_predict(tile), reference)
+    made = window(network, patch, (0, 1, 2), batch=True)
+    torch.testing.assert_close(made.mirrored_prediction(tile), reference)
     assert made.batch_mirrors is False
     network.batch_sizes.clear()
-    made._internal_maybe_mirror_and_predict(tile)
+    made.mirrored_prediction(tile)
     assert network.batch_sizes == [1] * 8
 
 
@@ -91,8 +123,11 @@ def test_the_next_case_is_read_while_this_one_is_worked_on(tmp_path: Path) -> No
     assert seen == [("case0", "case0"), ("case1", "unreadable"), ("case2", "case2")]
 
 
-def test_prediction_does_not_import_nnunets_trainer() -> None:
+def test_prediction_imports_neither_dynamo_nor_nnunets_training_code() -> None:
+    """nnU-Net's predictor and preprocessor modules import torch._dynamo and nnU-Net's training
+    data loaders: seconds of start-up. Prediction must not pull either in."""
     code = ("import sys, ichseg.prediction, ichseg.model_set, ichseg.engine.inference; "
-            "print(sorted(m for m in sys.modules if m.startswith('nnunetv2.training.nnUNetTrainer')))")
+            "print(sorted(m for m in sys.modules if m.startswith(('nnunetv2.training', 'torch._dynamo', "
+            "'nnunetv2.inference.predict_from_raw_data'))))")
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "[]"

@@ -54,7 +54,7 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     (:func:`ichseg.models.parse_folds`; None: every trained model); ``resume`` skips the cases
     whose outputs are complete (same model and options only, see :mod:`ichseg.run_manifest`);
     ``accept_intensities`` segments CTs that do not look like HU, with a warning;
-    ``verbose`` shows nnU-Net's own messages. ``ray`` (True: a local Ray instance; an address:
+    ``verbose`` prints how each network tiles each case. ``ray`` (True: a local Ray instance; an address:
     that cluster) runs the batch as a Ray Data pipeline with ``ray_workers`` model actors (default:
     one per GPU) and the same outputs (:mod:`ichseg.distributed.prediction`).
 

@@ -11,7 +11,6 @@ from ichseg.cli.common import (
     add_folds,
     add_overwrite,
     add_ray,
-    add_verbose,
     add_workspace,
     print_warnings,
 )
@@ -52,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --ray: model copies at work (default: one per GPU, else the CPUs less one)")
     add_workspace(parser)
     add_overwrite(parser)
-    add_verbose(parser)
+    parser.add_argument("--verbose", action="store_true",
+                        help="print how each network tiles each case (input shape, tiles, mirrors)")
     parser.set_defaults(run=run)
 
 

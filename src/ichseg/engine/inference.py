@@ -5,13 +5,13 @@ model's logits back with scipy and writes files for the ensembling step to read 
 is preprocessed once per (plans, configuration) and shared by every model that uses it, the
 networks stay loaded on the device, and logits go back to the input's shape with torch
 interpolation on the device, exactly as nnU-Net's export resamples them
-(:mod:`ichseg.engine.resampling`). nnU-Net's preprocessing and sliding-window prediction are used
-as they are.
+(:mod:`ichseg.engine.resampling`). Preprocessing and the sliding window are nnU-Net's computations
+without nnU-Net's predictor and preprocessor classes, whose modules import ``torch._dynamo`` and
+nnU-Net's training code (:mod:`ichseg.engine.preprocessing`, :mod:`ichseg.engine.sliding_window`).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from ichseg.engine.checkpoint import load_checkpoint
-from ichseg.engine.environment import captured_output
+from ichseg.engine.preprocessing import preprocess_case
 from ichseg.engine.resampling import ExportResampling, resample_logits
+from ichseg.engine.sliding_window import SlidingWindow
 from ichseg.errors import ModelError
 from ichseg.layout import FINAL_CHECKPOINT, fold_folder_name
 
@@ -73,41 +73,9 @@ class CasePreprocessor:
 
     def preprocess(self, array: np.ndarray, spacing: tuple[float, float, float]) -> PreprocessedCase:
         """nnU-Net's preprocessing (crop, CT normalisation, resampling) of one (z, y, x) volume, on the CPU."""
-        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
-        data, _, properties = preprocessor.run_case_npy(
-            np.asarray(array, dtype=np.float32)[None], None, {"spacing": list(spacing)},
-            self.plans_manager, self.configuration_manager, self.dataset_json)
+        data, properties = preprocess_case(array, spacing, self.plans_manager, self.configuration_manager,
+                                           self.dataset_json)
         return PreprocessedCase(torch.from_numpy(np.ascontiguousarray(data)), properties)
-
-
-class MirrorBatchingPredictor(nnUNetPredictor):
-    """nnU-Net's predictor that, on a GPU, runs a tile and its mirrored copies as one batch.
-
-    nnU-Net runs the 2**k mirrored copies of each tile (k mirrored axes) one after another with a
-    batch of one, which leaves a large GPU mostly idle; one batch of all copies gives the same
-    average in fewer, fuller passes. On a CPU a batch is not faster (measured: slower), so
-    ``batch_mirrors`` is set for GPUs only; when a batch does not fit in GPU memory nnU-Net's own
-    one-by-one loop takes over for good.
-    """
-
-    batch_mirrors = False
-
-    @torch.inference_mode()
-    def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
-        axes = self.allowed_mirroring_axes if self.use_mirroring else None
-        if not (self.batch_mirrors and axes and x.shape[0] == 1):
-            return super()._internal_maybe_mirror_and_predict(x)
-        flips = [()] + [c for i in range(len(axes)) for c in itertools.combinations([a + 2 for a in axes], i + 1)]
-        try:
-            outputs = self.network(torch.cat([torch.flip(x, f) if f else x for f in flips]))
-        except torch.OutOfMemoryError:
-            self.batch_mirrors = False
-            torch.cuda.empty_cache()  # nnU-Net's own loop needs the memory the batch held
-            return super()._internal_maybe_mirror_and_predict(x)
-        prediction = outputs[:1].clone()
-        for index, axes_flipped in enumerate(flips[1:], start=1):
-            prediction += torch.flip(outputs[index:index + 1], axes_flipped)
-        return prediction / len(flips)
 
 
 class TrainedNetwork:
@@ -138,15 +106,10 @@ class TrainedNetwork:
         network.load_state_dict(checkpoint["network_weights"])
         network.to(device).eval()
         self.device = device
-        with captured_output(None, verbose=verbose):  # it announces CPU fallbacks on stdout
-            self.predictor = MirrorBatchingPredictor(tile_step_size=tile_step_size, use_gaussian=True,
-                                                     use_mirroring=use_mirroring,
-                                                     perform_everything_on_device=device.type == "cuda",
-                                                     device=device, verbose=verbose, allow_tqdm=False)
-        self.predictor.batch_mirrors = device.type == "cuda"
-        self.predictor.manual_initialization(
-            network, self.plans_manager, self.configuration_manager, None, self.dataset_json,
-            checkpoint["trainer_name"], checkpoint.get("inference_allowed_mirroring_axes"))
+        self.window = SlidingWindow(network, tuple(manager.patch_size), self.label_manager.num_segmentation_heads,
+                                    device, step_size=tile_step_size,
+                                    mirror_axes=_mirror_axes(checkpoint) if use_mirroring else None,
+                                    batch_mirrors=device.type == "cuda", verbose=verbose)
 
     @property
     def preprocessing_key(self) -> PreprocessingKey:
@@ -166,7 +129,7 @@ class TrainedNetwork:
         The logits go back to the input's grid as nnU-Net's export takes them there
         (:mod:`ichseg.engine.resampling`), then softmax; outside nnU-Net's crop P is 0.
         """
-        logits = self.predictor.predict_sliding_window_return_logits(case.data).to(self.device)
+        logits = self.window.logits(case.data).to(self.device)
         props = case.properties
         case_spacing = [props["spacing"][axis] for axis in self.plans_manager.transpose_forward]
         shape = tuple(props["shape_after_cropping_and_before_resampling"])
@@ -177,3 +140,9 @@ class TrainedNetwork:
         full = torch.zeros(tuple(props["shape_before_cropping"]), dtype=probability.dtype, device=probability.device)
         full[tuple(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"])] = probability
         return full.permute(*self.plans_manager.transpose_backward)
+
+
+def _mirror_axes(checkpoint: dict[str, Any]) -> tuple[int, ...] | None:
+    """The axes the trainer allowed mirroring along at inference (nnU-Net stores them)."""
+    axes = checkpoint.get("inference_allowed_mirroring_axes")
+    return tuple(int(a) for a in axes) if axes is not None else None

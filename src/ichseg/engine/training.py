@@ -70,12 +70,15 @@ def save_untrained_model(workspace: Workspace, folder_name: str, plans_name: str
     For benchmarks and parity tests, where the computation matters and not the accuracy: the
     checkpoint is nnU-Net's own (written by the trainer), so every route loads it as a trained one.
     ``logit_scale`` multiplies the output layer, so that probabilities are decided (near 0 or 1)
-    rather than all near 0.5, as they are with initial weights. Returns the fold folder.
+    rather than all near 0.5, as they are with initial weights. Returns the fold folder; one that
+    holds a final checkpoint already is left alone.
     """
+    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
+    if (fold_dir / FINAL_CHECKPOINT).is_file():
+        return fold_dir
     plans = dict(require_plans(workspace, folder_name, plans_name, configuration), continue_training=False)
     dataset_json = json.loads((workspace.preprocessed / folder_name / "dataset.json").read_text())
     device = torch.device("cpu")
-    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
     with nnunet_paths(workspace, results=output_root, device=device), \
             captured_output(fold_dir.parent / f"{fold_folder_name(fold)}_training.log", verbose=False):
         torch.manual_seed(seed)
