@@ -36,6 +36,17 @@ def planned_tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def planned_tiny_liangwei(planned_tiny):
+    """``planned_tiny`` also planned for liangwei2022 (its windowed, padded derived data set and
+    own target spacing, 3d_fullres only), once per session."""
+    from ichseg.training import plan
+
+    _, ws = planned_tiny
+    plan("tiny", "liangwei2022", workspace=ws, configurations=("3d_fullres",), progress=False)
+    return planned_tiny
+
+
+@pytest.fixture(scope="session")
 def tiny_model(planned_tiny):
     """The nnunet recipe's 3d_fullres fold 0 on ``planned_tiny``, 1 epoch of 2 iterations on the
     CPU: a smoke model for tests that need any trained model folder (returns its path).

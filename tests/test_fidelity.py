@@ -23,7 +23,7 @@ from ichseg.io.image import CTImage, load_image
 from ichseg.model_set import ModelSet
 from ichseg.recipes import load_recipe
 from ichseg.segmenter import Segmenter
-from ichseg.training import plan, untrained_model
+from ichseg.training import untrained_model
 
 pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
@@ -98,9 +98,8 @@ def test_an_ensemble_gives_nnunets_per_model_probabilities_combined(models, case
     assert np.array_equal(segmentation.votes.array[~near], votes[~near])
 
 
-def test_padded_windowed_route_equals_nnunet_on_the_padded_image_with_the_pads_removed(planned_tiny, case):
-    _, ws = planned_tiny
-    plan("tiny", "liangwei2022", workspace=ws, configurations=("3d_fullres",), progress=False)
+def test_padded_windowed_route_equals_nnunet_on_the_padded_image_with_the_pads_removed(planned_tiny_liangwei, case):
+    _, ws = planned_tiny_liangwei
     recipe = dataclasses.replace(load_recipe("liangwei2022"), name="liangwei-untrained")
     folder = untrained_model("tiny", recipe, workspace=ws, folds=[0], logit_scale=30.0)
     model_set = ModelSet(folder, folder.select(), CPU, use_mirroring=False)

@@ -17,16 +17,13 @@ import torch
 
 from ichseg.cli import main
 from ichseg.crossval import cv_report, select_postprocessing
-from ichseg.data.importer import import_dataset
-from ichseg.data.synth import synthesize
 from ichseg.engine.trainer import IchsegTrainer
 from ichseg.errors import IchsegError, ModelError
 from ichseg.io.image import load_image
 from ichseg.models import ModelFolder
 from ichseg.prediction import predict
 from ichseg.recipes import load_recipe
-from ichseg.training import load_out_of_fold, plan, train
-from ichseg.workspace import Workspace
+from ichseg.training import load_out_of_fold, train
 
 pytestmark = pytest.mark.slow
 QUICK = {"epochs": 1, "iterations": 2, "val_iterations": 1, "progress": False, "device": "cpu"}
@@ -212,9 +209,8 @@ def test_interrupted_model_resumes_from_its_last_checkpoint(planned, monkeypatch
     assert (fold_dir / "checkpoint_final.pth").stat().st_mtime_ns == before
 
 
-def test_liangwei_recipe_windows_pads_and_restores_geometry(planned):
-    root, ws = planned
-    plan("tiny", "liangwei2022", workspace=ws, configurations=("3d_fullres",), progress=False)
+def test_liangwei_recipe_windows_pads_and_restores_geometry(planned_tiny_liangwei):
+    root, ws = planned_tiny_liangwei
     derived = ws.raw / ws.dataset_folder_name("tiny__w59l96-pad1")
     base = ws.raw / ws.dataset_folder_name("tiny")
     case = sorted((base / "imagesTr").glob("*.nii.gz"))[0].name
