@@ -154,3 +154,15 @@ def test_predict_folder_writes_what_segment_returns(hu, tmp_path: Path):
         assert written.same_geometry(expected.mask)
         votes = load_image(tmp_path / "out" / f"{name}_votes.nii.gz")
         np.testing.assert_array_equal(votes.array, expected.votes.array)
+
+
+def test_segment_refuses_a_ct_that_is_not_in_hounsfield_units_unless_accepted():
+    from ichseg.errors import IntensityError
+
+    segmenter = Segmenter(FakeModels((40.0,)))
+    array = np.full((4, 8, 8), -1000.0, dtype=np.float32)
+    array[1, 2, 2] = np.nan
+    with pytest.raises(IntensityError, match="NaN"):
+        segmenter.segment(array, (5.0, 1.0, 1.0))
+    accepted = segmenter.segment(array, (5.0, 1.0, 1.0), accept_intensities=True)
+    assert accepted.warnings and "NaN" in accepted.warnings[0]

@@ -64,7 +64,8 @@ class Segmentation:
 
     ``mask`` holds 0/1 (uint8) and ``votes`` the number of models marking each voxel (0..C);
     ``ensemble`` describes how the models were combined (strategy, C, HR, branch of the rule) and
-    ``postprocessing`` what the model folder's component rule removed (None without a rule).
+    ``postprocessing`` what the model folder's component rule removed (None without a rule);
+    ``warnings`` what the intensity checks found unusual yet possible.
     """
 
     image: CTImage
@@ -72,6 +73,7 @@ class Segmentation:
     votes: CTImage
     ensemble: dict[str, Any]
     postprocessing: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def volume_ml(self) -> float:
@@ -144,7 +146,8 @@ class Segmenter:
         return cls(models, spec, rule)
 
     def segment(self, image: CTImage | np.ndarray | str | Path,
-                spacing: Sequence[float] | None = None, *, series: str | None = None) -> Segmentation:
+                spacing: Sequence[float] | None = None, *, series: str | None = None,
+                accept_intensities: bool = False) -> Segmentation:
         """Segment one CT in memory.
 
         ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file or DICOM
@@ -152,11 +155,14 @@ class Segmenter:
         A bare array is indexed (z, y, x) — slices first, then rows, then columns — with
         ``spacing`` (z, y, x) in mm, and is taken to lie in the canonical LPS orientation with an
         identity direction: x runs to the patient's left, y to posterior, z to superior. The
-        result's arrays have the input's shape and orientation.
+        result's arrays have the input's shape and orientation. A CT that cannot be in Hounsfield
+        units is refused (:class:`ichseg.errors.IntensityError`) unless ``accept_intensities``.
         """
         source = _as_image(image, spacing, series)
+        warnings = check_intensities(source, accept=accept_intensities)
         canonical = source.reoriented()
-        return finish_case(self.ensemble_case(source, canonical, self.models.prepare(canonical)), self.rule)
+        segmentation = finish_case(self.ensemble_case(source, canonical, self.models.prepare(canonical)), self.rule)
+        return replace(segmentation, warnings=tuple(warnings))
 
     def predict_folder(self, inputs: str | Path | Sequence[Path] | InputScan, output_dir: str | Path,
                        options: OutputOptions = OutputOptions(), *, series: str | None = None,
