@@ -96,13 +96,14 @@ class TrainedNetwork:
         self.configuration = checkpoint["init_args"]["configuration"]
         self.configuration_manager = self.plans_manager.get_configuration(self.configuration)
         self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
-        # what nnUNetTrainer.build_network_architecture does (IchsegTrainer keeps nnU-Net's networks)
+        # what nnUNetTrainer.build_network_architecture does (IchsegTrainer keeps nnU-Net's networks),
+        # without the random initialisation the checkpoint's weights replace anyway
         manager = self.configuration_manager
         network = get_network_from_plans(
             manager.network_arch_class_name, manager.network_arch_init_kwargs,
             manager.network_arch_init_kwargs_req_import,
             determine_num_input_channels(self.plans_manager, manager, self.dataset_json),
-            self.label_manager.num_segmentation_heads, allow_init=True, deep_supervision=False)
+            self.label_manager.num_segmentation_heads, allow_init=False, deep_supervision=False)
         network.load_state_dict(checkpoint["network_weights"])
         network.to(device).eval()
         self.device = device
