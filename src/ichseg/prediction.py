@@ -63,6 +63,9 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     damaged), :class:`~ichseg.errors.OutputPathError` (output not a folder, not writable),
     :class:`~ichseg.errors.OutputExistsError` (results there without ``overwrite`` or
     ``resume``; a resumed folder made differently).
+
+    The keyword arguments are the command line's options, one for one (that is why there are
+    many); code that segments in memory or keeps networks loaded uses :class:`Segmenter`.
     """
     if ray:
         from ichseg.distributed import require_ray

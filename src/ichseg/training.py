@@ -171,6 +171,7 @@ def train(dataset: str, recipe: str | Recipe = "nnunet", *, workspace: str | Pat
     and postprocessing studies. ``epochs``/``iterations`` shorten the schedule for quick runs.
     ``ray`` (True: a local Ray instance; an address: that cluster) trains them at once as Ray
     tasks instead, one GPU each where the cluster has GPUs (:mod:`ichseg.distributed`).
+    The keyword arguments are ``ichseg train``'s options, one for one.
     """
     if ray:
         from ichseg.distributed import require_ray
