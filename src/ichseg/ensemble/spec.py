@@ -34,7 +34,7 @@ class EnsembleSpec:
         if self.strategy not in STRATEGIES:
             raise EnsembleError(f"unknown ensemble strategy {self.strategy!r} "
                                 f"(choose from {', '.join(STRATEGIES)})")
-        given = self.parameters_given()
+        given = self.params()
         if self.strategy != "uncertainty" and given:
             raise EnsembleError(f"ensemble strategy {self.strategy!r} has no parameter "
                                 f"{next(iter(given))!r} (it takes no parameters)")
@@ -55,8 +55,9 @@ class EnsembleSpec:
             raise EnsembleError(f"ensemble: unknown field {unknown[0]!r}")
         return cls(**data)
 
-    def parameters_given(self) -> dict[str, Any]:
-        """The parameters set explicitly (not left to their defaults)."""
+    def params(self) -> dict[str, Any]:
+        """The parameters set explicitly (not left to their defaults): keyword arguments for
+        :func:`ichseg.ensemble.ensemble_mask`."""
         return {key: value for key, value in asdict(self).items() if key != "strategy" and value is not None}
 
     def with_overrides(self, strategy: str | None = None, **params: Any) -> EnsembleSpec:
@@ -75,9 +76,5 @@ class EnsembleSpec:
                 raise EnsembleError(f"uncertainty ensemble: {name} must be an integer from 0 to "
                                     f"{n_models} (the number of models), got {value!r}")
 
-    def params(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`ichseg.ensemble.ensemble_mask`."""
-        return self.parameters_given()
-
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, **self.parameters_given()}
+        return {"strategy": self.strategy, **self.params()}
