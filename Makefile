@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -c constraints.txt torch torchvision
 	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PYTHON) -m compileall -q src  # an editable install leaves ichseg's own bytecode to the first run
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from ichseg.engine.sliding_window import SlidingWindow
-from ichseg.segmenter import _read_ahead
+from ichseg.segmenter import ReadAhead
 
 
 class AsymmetricNet(nn.Module):
@@ -52,10 +52,10 @@ def nnunet_predictor(network: nn.Module, patch_size: tuple[int, ...], axes: tupl
     return made
 
 
-def window(network: nn.Module, patch_size: tuple[int, ...], axes: tuple[int, ...] | None, batch: bool = False,
+def window(network: nn.Module, patch_size: tuple[int, ...], axes: tuple[int, ...] | None, batch: int = 1,
            step: float = 0.5) -> SlidingWindow:
     return SlidingWindow(network, patch_size, 2, torch.device("cpu"), step_size=step, mirror_axes=axes,
-                         batch_mirrors=batch)
+                         mirror_batch=batch)
 
 
 @pytest.mark.parametrize(("patch", "image", "axes", "step"), [
@@ -75,16 +75,20 @@ def test_sliding_window_equals_nnunets_predictor(patch, image, axes, step) -> No
     assert torch.equal(ours, expected)
 
 
-@pytest.mark.parametrize(("dims", "axes"), [(3, (0, 1, 2)), (3, (1, 2)), (2, (0, 1))])
-def test_batched_mirrors_equal_nnunets_one_by_one_average(dims: int, axes: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(("dims", "axes", "batch", "passes"), [
+    (3, (0, 1, 2), 8, [8]), (3, (0, 1, 2), 2, [2, 2, 2, 2]), (3, (0, 1, 2), 3, [3, 3, 2]),
+    (3, (1, 2), 4, [4]), (2, (0, 1), 2, [2, 2]),
+])
+def test_batched_mirrors_equal_nnunets_one_by_one_average(dims: int, axes: tuple[int, ...], batch: int,
+                                                          passes: list[int]) -> None:
     tile = torch.randn(1, 1, *([6, 8, 10][-dims:]))
     network = AsymmetricNet(dims)
     patch = tuple(tile.shape[2:])
     expected = nnunet_predictor(network, patch, axes)._internal_maybe_mirror_and_predict(tile)
     assert network.batch_sizes == [1] * 2 ** len(axes)  # nnU-Net's loop: one pass per mirror
     network.batch_sizes.clear()
-    batched = window(network, patch, axes, batch=True).mirrored_prediction(tile)
-    assert network.batch_sizes == [2 ** len(axes)]  # one pass for all
+    batched = window(network, patch, axes, batch=batch).mirrored_prediction(tile)
+    assert network.batch_sizes == passes
     torch.testing.assert_close(batched, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(window(network, patch, None).mirrored_prediction(tile), expected)
 
@@ -94,9 +98,9 @@ def test_a_batch_that_does_not_fit_falls_back_to_one_by_one_for_good() -> None:
     patch = tuple(tile.shape[2:])
     reference = nnunet_predictor(AsymmetricNet(3), patch, (0, 1, 2))._internal_maybe_mirror_and_predict(tile)
     network = AsymmetricNet(3, fail_on_batches=True)
-    made = window(network, patch, (0, 1, 2), batch=True)
+    made = window(network, patch, (0, 1, 2), batch=8)
     torch.testing.assert_close(made.mirrored_prediction(tile), reference)
-    assert made.batch_mirrors is False
+    assert made.mirror_batch == 1
     network.batch_sizes.clear()
     made.mirrored_prediction(tile)
     assert network.batch_sizes == [1] * 8
@@ -113,7 +117,7 @@ def test_the_next_case_is_read_while_this_one_is_worked_on(tmp_path: Path) -> No
         return path.name
 
     seen = []
-    for index, (path, reading) in enumerate(_read_ahead(cases, read)):
+    for index, (path, reading) in enumerate(ReadAhead(cases, read)):
         if index + 1 < len(cases):  # the next reading starts before this case is taken
             assert started[cases[index + 1].name].wait(timeout=30)
         try:
@@ -121,6 +125,16 @@ def test_the_next_case_is_read_while_this_one_is_worked_on(tmp_path: Path) -> No
         except ValueError as error:
             seen.append((path.name, str(error)))
     assert seen == [("case0", "case0"), ("case1", "unreadable"), ("case2", "case2")]
+
+
+def test_the_first_case_is_read_from_the_start_while_the_networks_load(tmp_path: Path) -> None:
+    """predict() makes its reading before loading the networks: the first read must not wait
+    for the iteration, and no later case is read ahead of it."""
+    cases = [tmp_path / f"case{i}" for i in range(3)]
+    started = {path.name: threading.Event() for path in cases}
+    with ReadAhead(cases, lambda path: started[path.name].set()) as reading:
+        assert started["case0"].wait(timeout=30)
+        assert not started["case1"].is_set() and reading.cases == cases
 
 
 def test_prediction_imports_neither_dynamo_nor_nnunets_training_code() -> None:
@@ -131,3 +145,37 @@ def test_prediction_imports_neither_dynamo_nor_nnunets_training_code() -> None:
             "'nnunetv2.inference.predict_from_raw_data'))))")
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_loading_networks_leaves_nnunets_plans_and_preprocessing_modules_to_the_first_case(tiny_model) -> None:
+    """Loading reads the plans itself (:mod:`ichseg.engine.plans`): nnU-Net's plans module and
+    what it imports (image readers, resamplers, pandas) come with the first case's preprocessing."""
+    heavy = "('pandas', 'nnunetv2.utilities.plans_handling', 'nnunetv2.preprocessing', 'blosc2', 'nibabel')"
+    code = ("import sys; from ichseg.segmenter import Segmenter; "
+            f"seen = lambda: sorted({{m.split('.')[0] if m.startswith(('pandas', 'blosc2', 'nibabel')) else m "
+            f"for m in sys.modules if m.startswith({heavy})}}); "
+            f"s = Segmenter.load({str(tiny_model)!r}, device='cpu'); print(seen()); "
+            "import numpy as np; s.segment(np.full((6, 24, 24), -1000, np.int16), (5.0, 1.0, 1.0), "
+            "accept_intensities=True); print('nnunetv2.utilities.plans_handling.plans_handler' in seen())")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert imported.stdout.split("\n")[:2] == ["[]", "True"], imported.stdout
+
+
+def test_group_norms_replace_instance_norms_with_the_same_function() -> None:
+    from ichseg.engine.inference import group_norms_for_instance_norms
+
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Conv3d(1, 6, 3), nn.InstanceNorm3d(6, affine=True),
+                            nn.Sequential(nn.Conv3d(6, 4, 3), nn.InstanceNorm3d(4, eps=1e-3)),
+                            nn.InstanceNorm3d(4, track_running_stats=True)).eval()
+    with torch.no_grad():
+        network[1].weight.uniform_(0.5, 2.0)
+        network[1].bias.uniform_(-1.0, 1.0)
+    x = torch.randn(2, 1, 7, 12, 10) * 50 + 20
+    expected, bias = network(x), network[1].bias.clone()
+    group_norms_for_instance_norms(network)
+    kinds = [type(m).__name__ for m in (network[1], network[2][1], network[3])]
+    assert kinds == ["GroupNorm", "GroupNorm", "InstanceNorm3d"]  # running statistics: not the same function
+    assert network[2][1].eps == 1e-3 and not network[2][1].affine and torch.equal(network[1].bias, bias)
+    assert torch.allclose(network(x), expected, atol=1e-5, rtol=0)

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from nnunetv2.preprocessing.resampling.default_resampling import determine_do_sep_z_and_axis
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,8 @@ def resample_logits(logits: torch.Tensor, shape: Sequence[int], current_spacing:
         return logits
     if not resampling.ported:
         return _nnunet_resampling(logits, shape, current_spacing, new_spacing, resampling)
+    from nnunetv2.preprocessing.resampling.default_resampling import determine_do_sep_z_and_axis
+
     kwargs = resampling.kwargs
     threshold = {"separate_z_anisotropy_threshold": kwargs["separate_z_anisotropy_threshold"]} \
         if "separate_z_anisotropy_threshold" in kwargs else {}

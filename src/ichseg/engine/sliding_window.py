@@ -36,7 +36,9 @@ class SlidingWindow:
     """A network predicting whole (c, z, y, x) volumes tile by tile.
 
     ``patch_size`` has 3 entries for a 3d network and 2 for a 2d one (which sees one slice at a
-    time); ``mirror_axes`` are the patch axes to mirror for test-time augmentation (None: off).
+    time); ``mirror_axes`` are the patch axes to mirror for test-time augmentation (None: off);
+    ``mirror_batch`` mirrored copies of a tile go through the network in one pass (1: nnU-Net's
+    loop; a batch that does not fit in GPU memory falls back to 1).
     """
 
     network: torch.nn.Module
@@ -45,7 +47,7 @@ class SlidingWindow:
     device: torch.device
     step_size: float = 0.5
     mirror_axes: tuple[int, ...] | None = None
-    batch_mirrors: bool = False
+    mirror_batch: int = 1
     verbose: bool = False
 
     @torch.inference_mode()
@@ -87,26 +89,34 @@ class SlidingWindow:
         return logits
 
     def mirrored_prediction(self, tile: torch.Tensor) -> torch.Tensor:
-        """The network on a (1, c, ...) tile, averaged over its mirrored copies (nnU-Net's sum order)."""
+        """The network on a (1, c, ...) tile, averaged over its mirrored copies (nnU-Net's sum order),
+        ``mirror_batch`` copies per network pass."""
         if not self.mirror_axes:
             return self.network(tile)
         dims = [axis + 2 for axis in self.mirror_axes]
-        flips = [combo for count in range(1, len(dims) + 1) for combo in itertools.combinations(dims, count)]
-        if self.batch_mirrors:
-            try:
-                outputs = self.network(torch.cat([tile, *(torch.flip(tile, f) for f in flips)]))
-            except torch.OutOfMemoryError:
-                self.batch_mirrors = False
-                torch.cuda.empty_cache()
-            else:
-                prediction = outputs[:1].clone()
-                for index, flipped in enumerate(flips, start=1):
-                    prediction += torch.flip(outputs[index:index + 1], flipped)
-                return prediction / (len(flips) + 1)
-        prediction = self.network(tile)
-        for flipped in flips:
-            prediction += torch.flip(self.network(torch.flip(tile, flipped)), flipped)
-        return prediction / (len(flips) + 1)
+        flips = [(), *(combo for count in range(1, len(dims) + 1) for combo in itertools.combinations(dims, count))]
+        try:
+            outputs = self._mirrored_outputs(tile, flips)
+        except torch.OutOfMemoryError:
+            if self.mirror_batch == 1:
+                raise
+            self.mirror_batch = 1  # for good: nnU-Net's one copy per pass
+            torch.cuda.empty_cache()
+            outputs = self._mirrored_outputs(tile, flips)
+        prediction = outputs[0]
+        for output in outputs[1:]:
+            prediction += output
+        return prediction / len(flips)
+
+    def _mirrored_outputs(self, tile: torch.Tensor, flips: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """The network's output on each mirrored copy of ``tile``, mirrored back."""
+        outputs = []
+        for start in range(0, len(flips), self.mirror_batch):
+            chunk = flips[start:start + self.mirror_batch]
+            batch = self.network(torch.cat([torch.flip(tile, dims) if dims else tile for dims in chunk]))
+            outputs += [torch.flip(batch[i:i + 1], dims) if dims else batch[i:i + 1].clone()
+                        for i, dims in enumerate(chunk)]
+        return outputs
 
 
 def tile_slicers(image_size: tuple[int, ...], patch_size: tuple[int, ...], step_size: float) -> list[Slicer]:

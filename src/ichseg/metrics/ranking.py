@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ichseg.metrics.case import METRICS, metric_info
 from ichseg.metrics.summary import mean_sd_cell, summarize
@@ -33,6 +32,8 @@ def rank_methods(results: Mapping[str, Sequence[Row]],
 
     Cases are matched by their ``case`` name across methods; ties in the mean rank share a rank.
     """
+    from scipy.stats import rankdata  # here: scipy.stats takes a second to import, and measuring a case needs none of it
+
     methods = list(results)
     if not methods:
         raise ValueError("no methods to rank")
