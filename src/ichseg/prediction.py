@@ -7,17 +7,19 @@ ensemble's fit to the models) is checked before torch or nnU-Net is imported.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import ModelError
+from ichseg.io.ctimage import CTImage
 from ichseg.io.inputs import scan_inputs
-from ichseg.models import ModelFolder, parse_folds
+from ichseg.models import ModelFolder, TrainedModel, parse_folds
 from ichseg.report.options import OutputOptions
 from ichseg.run_manifest import model_fingerprint, open_run, run_manifest
-from ichseg.segmenter import PredictionResult, Segmenter
+from ichseg.segmenter import PredictionResult, ReadAhead, Segmenter, pending_cases, read_case
 from ichseg.workspace import Workspace, WorkspaceLike
 
 __all__ = ["PredictionResult", "ensemble_spec", "predict", "resolve_model"]
@@ -89,11 +91,28 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
                                step_size, postprocess, verbose)
         return predict_on_ray(request, scan, run, CaseSettings(run.output_dir, options, series, accept_intensities),
                               address=ray, device=device, workers=ray_workers, progress=progress)
-    segmenter = Segmenter.load(folder.path, device=device, groups=groups, folds=chosen_folds, ensemble=spec,
-                               mirroring=mirroring, step_size=step_size, postprocess=postprocess,
-                               verbose=verbose)
-    return segmenter.predict_folder(scan, output_dir, options, series=series, progress=progress, run=run,
-                                    accept_intensities=accept_intensities)
+    read = partial(read_case, prepare=_first_use_preparer(folder, selected), series=series,
+                   accept_intensities=accept_intensities)
+    with ReadAhead(pending_cases(scan, run), read) as reading:  # the first case is read while the networks load
+        segmenter = Segmenter.load(folder.path, device=device, groups=groups, folds=chosen_folds, ensemble=spec,
+                                   mirroring=mirroring, step_size=step_size, postprocess=postprocess,
+                                   verbose=verbose)
+        return segmenter.predict_folder(scan, output_dir, options, series=series, progress=progress, run=run,
+                                        accept_intensities=accept_intensities, reading=reading)
+
+
+def _first_use_preparer(folder: ModelFolder, models: Sequence[TrainedModel]) -> Callable[[CTImage], Any]:
+    """The models' preprocessing (:class:`ichseg.model_set.CasePreparer`), made by its first call,
+    in the reading thread: torch and nnU-Net's preprocessing load there while the networks load."""
+    made: list[Any] = []
+
+    def prepare(image: CTImage) -> Any:
+        if not made:
+            from ichseg.model_set import CasePreparer
+
+            made.append(CasePreparer(folder, models))
+        return made[0].prepare(image)
+    return prepare
 
 
 def ensemble_spec(folder: ModelFolder, ensemble: EnsembleSpec | str | None = None,

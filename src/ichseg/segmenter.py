@@ -167,7 +167,7 @@ class Segmenter:
     def predict_folder(self, inputs: str | Path | Sequence[Path] | InputScan, output_dir: str | Path,
                        options: OutputOptions = OutputOptions(), *, series: str | None = None,
                        progress: bool = True, run: Run | None = None,
-                       accept_intensities: bool = False) -> PredictionResult:
+                       accept_intensities: bool = False, reading: ReadAhead | None = None) -> PredictionResult:
         """Segment every case of ``inputs`` (see :func:`ichseg.io.inputs.scan_inputs`) and write its
         files into ``output_dir``; a case that fails is listed and the others go on.
 
@@ -176,21 +176,26 @@ class Segmenter:
         ``options.overwrite``. Nothing is written unless a case succeeds, and the batch's CSV
         and overview cover every case, skipped ones included. A CT that is not in HU is refused
         unless ``accept_intensities`` (:func:`ichseg.io.intensity.check_intensities`).
-        The next case is read while the networks work on this one; outputs are written in the
-        background, with at most a few finished cases waiting (bounded memory).
+        The next case is read while the networks work on this one (``reading``: that reading,
+        started earlier, with the same settings); outputs are written in the background, with at
+        most a few finished cases waiting (bounded memory).
         """
         scan = _as_scan(inputs)
         if run is None:
             run = open_run(output_dir, run_manifest(None, self.ensemble, options, {"series": series}),
                            overwrite=options.overwrite)
         result, cases, options = start_batch(scan, run, options)
-        read = partial(read_case, prepare=self.models.prepare, series=series, accept_intensities=accept_intensities)
+        if reading is None:
+            reading = ReadAhead(cases, partial(read_case, prepare=self.models.prepare, series=series,
+                                               accept_intensities=accept_intensities))
+        elif reading.cases != cases:
+            raise ValueError("reading: not the cases this batch has to segment (see pending_cases)")
         with make_progress(progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="ichseg-write") as writer:
             task = bar.add_task(f"Predicting with {len(self.models)} model(s)", total=len(cases))
             writing: list[tuple[Path, Future[CaseOutputs]]] = []
-            for path, reading in _read_ahead(cases, read):
+            for path, reading_case in reading:
                 try:
-                    warnings, loaded = reading.result()
+                    warnings, loaded = reading_case.result()
                     ensembled = self.ensemble_case(*loaded)
                 except IchsegError as error:
                     result.failures.append((path.name, str(error)))
@@ -272,7 +277,12 @@ def start_batch(scan: InputScan, run: Run, options: OutputOptions) -> tuple[Pred
     if run.resumed:  # only unfinished cases are written: their leftovers may be replaced
         options = replace(options, overwrite=True)
     result = PredictionResult(run.output_dir, failures=list(scan.problems), skipped=_finished_outputs(run))
-    return result, [path for path in scan.cases if case_name(path) not in run.done], options
+    return result, pending_cases(scan, run), options
+
+
+def pending_cases(scan: InputScan, run: Run) -> list[Path]:
+    """The cases of ``scan`` a batch still has to segment (a resumed one skips those done)."""
+    return [path for path in scan.cases if case_name(path) not in run.done]
 
 
 def end_batch(result: PredictionResult, run: Run) -> PredictionResult:
@@ -314,21 +324,46 @@ def _as_scan(inputs: str | Path | Sequence[Path] | InputScan) -> InputScan:
 
 def _finished_outputs(run: Run) -> list[CaseOutputs]:
     """The outputs of the cases a resumed batch found complete, from their JSON."""
+    if not run.done:  # the report modules are imported by the writer, in the background
+        return []
     from ichseg.report.outputs import CaseOutputs
 
     return [CaseOutputs(name, {kind: run.output_dir / file for kind, file in summary["outputs"].items()},
                         summary) for name, summary in run.done.items()]
 
 
-def _read_ahead(cases: Sequence[Path], read: Callable[[Path], Any]) -> Iterator[tuple[Path, Future[Any]]]:
-    """Each case with its reading, started one case ahead in a background thread, so that
-    reading and preprocessing the next case overlap the networks' work on this one."""
-    with ThreadPoolExecutor(1, thread_name_prefix="ichseg-read") as reader:
-        pending = [reader.submit(read, path) for path in cases[:1]]
-        for index, path in enumerate(cases):
-            if index + 1 < len(cases):
-                pending.append(reader.submit(read, cases[index + 1]))
-            yield path, pending.pop(0)
+class ReadAhead:
+    """Cases read one ahead in a background thread, so that reading and preprocessing the next
+    case overlap the networks' work on this one. The first read starts at once: made before the
+    networks load (:func:`ichseg.prediction.predict`), it overlaps their loading too."""
+
+    def __init__(self, cases: Sequence[Path], read: Callable[[Path], Any]) -> None:
+        self.cases = list(cases)
+        self._read = read
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="ichseg-read")
+        self._pending = [self._reader.submit(read, path) for path in self.cases[:1]]
+
+    def __iter__(self) -> Iterator[tuple[Path, Future[Any]]]:
+        """Each case with its reading; the next one's starts when this one is handed out."""
+        try:
+            for index, path in enumerate(self.cases):
+                if index + 1 < len(self.cases):
+                    self._pending.append(self._reader.submit(self._read, self.cases[index + 1]))
+                yield path, self._pending.pop(0)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading (cases not started are dropped)."""
+        for pending in self._pending:
+            pending.cancel()
+        self._reader.shutdown(wait=True)
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def to_input_geometry(canonical: CTImage, array: np.ndarray, original: CTImage) -> np.ndarray:
