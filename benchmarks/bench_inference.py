@@ -82,21 +82,51 @@ class Setup:
 
 
 def prepare(args: argparse.Namespace) -> Setup:
-    from ichseg.data.importer import import_dataset
     from ichseg.data.synth import synthesize
-    from ichseg.recipes import load_recipe
-    from ichseg.models import parse_folds
-    from ichseg.training import plan
 
     ws = Workspace.open(args.workspace)
     root = ws.root / "bench"
     train_dir = root / f"phantoms-{args.train_size}" / f"train-{args.train_cases}"
     test_dir = root / f"phantoms-{args.size}" / f"test-{args.cases}"
-    for folder, count, seed, size in ((train_dir, args.train_cases, TRAIN_SEED, args.train_size),
-                                      (test_dir, args.cases, TEST_SEED, args.size)):
+    phantoms = [(test_dir, args.cases, TEST_SEED, args.size)]
+    if args.model is None:
+        phantoms.append((train_dir, args.train_cases, TRAIN_SEED, args.train_size))
+    for folder, count, seed, size in phantoms:
         if not (folder / "cases.csv").is_file():
             say(f"synthesising {count} {size} phantoms in {folder}")
             synthesize(folder, count, seed=seed, size=size, overwrite=True, progress=False)
+
+    if args.model is not None:
+        model, models = _given_model(args)
+    else:
+        model, models = _made_model(args, ws, train_dir)
+    cases = sorted(p for p in (test_dir / "data").iterdir() if is_image_file(p))
+    inputs = root / f"inputs-{args.size}-{args.cases}"
+    folders = [inputs / "nnunet", inputs / "warmup", inputs / "warmup-nnunet"]
+    for folder, files, nnunet_names in zip(folders, (cases, cases[:1], cases[:1]), (True, False, True)):
+        _copy_cases(files, folder, nnunet_names)
+    return Setup(root, test_dir / "data", *folders, model, models)
+
+
+def _given_model(args: argparse.Namespace) -> tuple[ModelFolder, tuple[TrainedModel, ...]]:
+    """``--model``: a trained folder as it is (``make demo``'s, say), its models of ``--folds``."""
+    from ichseg.models import parse_folds
+
+    model = ModelFolder.open(args.model)
+    if not model.recipe.preprocessing.is_identity:
+        raise IchsegError(f"{args.model}: its recipe windows or pads the CT; nnU-Net's route would need "
+                          f"preprocessed copies, which this benchmark does not make")
+    folds = parse_folds(args.folds, model.recipe)
+    return model, tuple(m for m in model.require_models() if m.fold in folds)
+
+
+def _made_model(args: argparse.Namespace, ws: Workspace,
+                train_dir: Path) -> tuple[ModelFolder, tuple[TrainedModel, ...]]:
+    """The data set planned on ``--train-size`` phantoms and its models (made once)."""
+    from ichseg.data.importer import import_dataset
+    from ichseg.models import parse_folds
+    from ichseg.recipes import load_recipe
+    from ichseg.training import plan
 
     recipe = load_recipe(args.recipe)
     if not recipe.preprocessing.is_identity:
@@ -114,14 +144,7 @@ def prepare(args: argparse.Namespace) -> Setup:
     folds = parse_folds(args.folds, recipe)
     model = _model_folder(args, ws, dataset, recipe, folds)
     names = [g.name for g in groups]
-    models = tuple(m for m in model.require_models() if m.group in names and m.fold in folds)
-
-    cases = sorted(p for p in (test_dir / "data").iterdir() if is_image_file(p))
-    inputs = root / f"inputs-{args.size}-{args.cases}"
-    folders = [inputs / "nnunet", inputs / "warmup", inputs / "warmup-nnunet"]
-    for folder, files, nnunet_names in zip(folders, (cases, cases[:1], cases[:1]), (True, False, True)):
-        _copy_cases(files, folder, nnunet_names)
-    return Setup(root, test_dir / "data", *folders, model, models)
+    return model, tuple(m for m in model.require_models() if m.group in names and m.fold in folds)
 
 
 def _model_folder(args: argparse.Namespace, ws: Workspace, dataset: str, recipe: Any,
@@ -203,6 +226,7 @@ class Runner:
         self.setup = setup
         self.device = args.device
         self.mirroring = not args.no_mirroring
+        self.reports = args.reports
         self.processes = args.nnunet_processes
         self.logs = setup.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -236,9 +260,10 @@ class Runner:
             for group in dict.fromkeys(m.group for m in models):
                 selection += ["--group", group]
             for fold in dict.fromkeys(m.fold for m in models):
-                selection += ["--fold", str(fold)]
+                selection += ["--fold", "full" if fold == "all" else str(fold)]  # --fold all: every fold
+            outputs = [] if self.reports else ["--no-report", "--no-postprocess"]
             self.command("ichseg", "predict", "-i", inputs.ichseg, "-o", work, "--model", self.setup.model.path,
-                         *selection, "--ensemble", ensemble, "--no-report", "--no-postprocess",
+                         *selection, "--ensemble", ensemble, *outputs,
                          "--device", self.device, *([] if self.mirroring else ["--no-mirroring"]))
             return RouteOutput(work)
         return run
@@ -513,6 +538,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-cases", type=int, default=10,
                         help="training phantoms (at least 5, for five-fold splits; default 10)")
     parser.add_argument("--recipe", choices=RECIPES, default="li2022", help="default li2022: 3 groups x folds")
+    parser.add_argument("--model", type=Path,
+                        help="an existing ichseg model folder (make demo's, say) instead of one made here; "
+                             "--recipe, --train-*, --weights, --epochs and --iterations then do not apply")
+    parser.add_argument("--reports", action="store_true",
+                        help="ichseg writes its default outputs (postprocessing, JSON, preview, HTML report) "
+                             "instead of masks alone")
     parser.add_argument("--folds", default="0,1,2,3,4", help="folds to train and compare (default 0-4)")
     parser.add_argument("--epochs", type=int, default=2,
                         help="with --weights trained: epochs (default 2: speed needs no good weights)")
@@ -568,15 +599,20 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{', '.join('x'.join(map(str, s)) for s in cases['spacings_zyx_mm'])}")
     plans = setup.models[0].nnunet_folder / "plans.json"
     planned = {name: c.get("spacing") for name, c in json.loads(plans.read_text())["configurations"].items()}
-    weights = (f"initial weights, output layer x {UNTRAINED_LOGIT_SCALE} (busy masks: a strict agreement test)"
-               if args.weights == "untrained" else
-               f"trained {schedule['epochs']} epoch(s) x {schedule['iterations_per_epoch']} iterations")
-    print(f"models: recipe {args.recipe}, {len(setup.models)} = "
+    if args.model is not None:
+        weights = (f"the given folder {args.model} (recipe {setup.model.recipe.name}, trained {schedule['epochs']} "
+                   f"epoch(s) x {schedule['iterations_per_epoch']} iterations)")
+    elif args.weights == "untrained":
+        weights = f"initial weights, output layer x {UNTRAINED_LOGIT_SCALE} (busy masks: a strict agreement test)"
+    else:
+        weights = f"trained {schedule['epochs']} epoch(s) x {schedule['iterations_per_epoch']} iterations"
+    print(f"models: {len(setup.models)} = "
           + " + ".join(f"{g} folds {','.join(map(str, folds))}" for g, (_, folds) in groups.items())
-          + f"; planned on {args.train_size} phantoms (spacing in nnU-Net's axis order: {planned}); {weights}")
+          + f"; plans' spacing in nnU-Net's axis order: {planned}; {weights}")
     print(f"mirroring: {'off' if args.no_mirroring else 'on'} on both routes; nnU-Net -npp {args.nnunet_processes} "
           f"-nps {args.nnunet_processes}, nnUNetv2_ensemble -np {args.nnunet_processes}; "
-          "ichseg: --no-report --no-postprocess")
+          + ("ichseg writes its default outputs (postprocessing, JSON, preview, report)" if args.reports
+             else "ichseg: --no-report --no-postprocess"))
     print("inputs: ichseg reads the phantoms as they are; nnU-Net reads copies named NAME_0000.nii.gz (made untimed)")
     print(("no warm-up" if args.no_warmup else "untimed warm-up: ichseg and nnU-Net (per group) on one case first")
           + (f"; each route run {args.repeat} times, best kept" if args.repeat > 1 else "; each route run once"))
@@ -594,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.json:
         figures = {
-            "machine": machine, "cases": cases, "size": args.size, "recipe": args.recipe,
+            "machine": machine, "cases": cases, "size": args.size, "recipe": setup.model.recipe.name,
+            "model": str(args.model) if args.model else None, "reports": args.reports,
             "models": [{"group": m.group, "configuration": m.configuration, "fold": m.fold} for m in setup.models],
             "train_size": args.train_size, "weights": args.weights, "resampling_fallbacks": fallbacks,
             "training": schedule, "mirroring": not args.no_mirroring, "nnunet_processes": args.nnunet_processes,
