@@ -22,6 +22,8 @@ TORCH_ONLY = "import torch"
 LOAD = ("import sys, json; from ichseg.segmenter import Segmenter; s = Segmenter.load({model!r}, device={device!r}); "
         "print(json.dumps({{'models': len(s.models), 'heavy': sorted(m for m in sys.modules if m.startswith("
         "('torch._dynamo', 'nnunetv2.training', 'nnunetv2.inference.predict_from_raw_data', 'matplotlib')))}}))")
+FIRST_CASE = ("from ichseg.segmenter import Segmenter; s = Segmenter.load({model!r}, device={device!r}); "
+              "s.segment({case!r})")
 
 
 def timed(code: str) -> tuple[float, str]:
@@ -35,19 +37,28 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True, help="an ichseg model folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--case", type=Path,
+                        help="also time process start to this case segmented (a NIfTI file): what loading "
+                             "leaves to the first case (nnU-Net's preprocessing modules) shows here")
     args = parser.parse_args()
-    torch_times, load_times, report = [], [], ""
+    torch_times, load_times, case_times, report = [], [], [], ""
+    model = str(args.model.resolve())
     timed(TORCH_ONLY)  # untimed: the first start fills the file cache
     for _ in range(args.runs):
         torch_times.append(timed(TORCH_ONLY)[0])
-        seconds, report = timed(LOAD.format(model=str(args.model.resolve()), device=args.device))
+        seconds, report = timed(LOAD.format(model=model, device=args.device))
         load_times.append(seconds)
+        if args.case:
+            case_times.append(timed(FIRST_CASE.format(model=model, device=args.device,
+                                                      case=str(args.case.resolve())))[0])
     loaded = json.loads(report)
     torch_median, load_median = statistics.median(torch_times), statistics.median(load_times)
     print(f"start-up, median of {args.runs} fresh processes each (device {args.device}):")
     print(f"  python -c 'import torch'            {torch_median:6.2f} s")
     print(f"  Segmenter.load ({loaded['models']} model(s))       {load_median:6.2f} s")
     print(f"  difference                          {load_median - torch_median:6.2f} s  (goal: at most 1 s)")
+    if case_times:
+        print(f"  ... and {args.case.name} segmented        {statistics.median(case_times):6.2f} s")
     print(f"  heavy modules imported: {', '.join(loaded['heavy']) or 'none'}")
     return 0
 

@@ -179,3 +179,27 @@ def test_group_norms_replace_instance_norms_with_the_same_function() -> None:
     assert kinds == ["GroupNorm", "GroupNorm", "InstanceNorm3d"]  # running statistics: not the same function
     assert network[2][1].eps == 1e-3 and not network[2][1].affine and torch.equal(network[1].bias, bias)
     assert torch.allclose(network(x), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_does_not_fit_its_plans_is_named(tiny_model, tmp_path) -> None:
+    """Networks are built on the meta device and take the checkpoint's tensors: a weight missing
+    from the checkpoint is a ModelError naming the file, not a half-built network."""
+    import shutil
+
+    from ichseg.engine.checkpoint import load_checkpoint
+    from ichseg.engine.inference import TrainedNetwork
+    from ichseg.errors import ModelError
+    from ichseg.models import ModelFolder
+
+    (model,) = ModelFolder.open(tiny_model).select()
+    copy = tmp_path / model.nnunet_folder.name
+    shutil.copytree(model.nnunet_folder, copy)
+    path = copy / "fold_0" / "checkpoint_final.pth"
+    checkpoint = load_checkpoint(path)
+    weights = dict(checkpoint["network_weights"])
+    weights.pop(next(iter(weights)))
+    torch.save({**checkpoint, "network_weights": weights}, path)
+    with pytest.raises(ModelError, match="checkpoint_final.pth: its weights do not fit the network of its plans"):
+        TrainedNetwork(copy, 0, torch.device("cpu"))
+    assert TrainedNetwork(model.nnunet_folder, 0, torch.device("cpu")).window.network.training is False

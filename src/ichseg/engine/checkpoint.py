@@ -36,6 +36,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint's contents, on the CPU, with only plain data and numpy scalars unpickled."""
     try:
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+            # read whole, not mmap'ed: a checkpoint rewritten in place (a model trained again) would
+            # take a mapped process down with a bus error
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = first_line(error).removeprefix("Weights only load failed. ")

@@ -26,7 +26,7 @@ from ichseg.engine.checkpoint import load_checkpoint
 from ichseg.engine.plans import NetworkPlan, PreprocessingKey, read_model_json
 from ichseg.engine.resampling import ExportResampling, resample_logits
 from ichseg.engine.sliding_window import SlidingWindow
-from ichseg.errors import ModelError
+from ichseg.errors import ModelError, first_line
 from ichseg.layout import FINAL_CHECKPOINT, fold_folder_name
 
 
@@ -95,12 +95,20 @@ class TrainedNetwork:
         self.nnunet_folder = nnunet_folder
         self.plan = NetworkPlan.read(nnunet_folder, checkpoint["init_args"]["configuration"])
         # what nnUNetTrainer.build_network_architecture does (IchsegTrainer keeps nnU-Net's networks),
-        # without the random initialisation the checkpoint's weights replace anyway
+        # without the random initialisation the checkpoint's weights replace anyway: built on the meta
+        # device (no memory, no initialisation), then given the checkpoint's tensors themselves
         plan = self.plan
-        network = get_network_from_plans(plan.arch_class_name, plan.arch_kwargs, plan.arch_kwargs_requiring_import,
-                                         plan.num_input_channels, plan.num_segmentation_heads, allow_init=False,
-                                         deep_supervision=False)
-        network.load_state_dict(checkpoint["network_weights"])
+        with torch.device("meta"):
+            network = get_network_from_plans(plan.arch_class_name, plan.arch_kwargs,
+                                             plan.arch_kwargs_requiring_import, plan.num_input_channels,
+                                             plan.num_segmentation_heads, allow_init=False, deep_supervision=False)
+        try:
+            network.load_state_dict(checkpoint["network_weights"], assign=True)
+        except (KeyError, RuntimeError) as error:
+            raise ModelError(f"{checkpoint_path}: its weights do not fit the network of its plans "
+                             f"({first_line(error)})") from None
+        if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
+            raise ModelError(f"{checkpoint_path}: the checkpoint does not hold every weight of its network")
         if device.type == "cpu":
             group_norms_for_instance_norms(network)
         network.to(device).eval()

@@ -21,8 +21,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from acvl_utils.cropping_and_padding.padding import pad_nd_image
-from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
 
 #: nnU-Net's Gaussian: sigma 1/8 of the patch, peak 10 (so that float16 sums stay accurate).
 GAUSSIAN_SIGMA_SCALE = 1.0 / 8
@@ -53,6 +51,8 @@ class SlidingWindow:
     @torch.inference_mode()
     def logits(self, image: torch.Tensor) -> torch.Tensor:
         """float16 logits (heads, z, y, x) of a preprocessed (c, z, y, x) volume."""
+        from acvl_utils.cropping_and_padding.padding import pad_nd_image
+
         cuda = self.device.type == "cuda"
         with torch.autocast("cuda") if cuda else nullcontext():
             data, revert = pad_nd_image(image, self.patch_size, "constant", {"value": 0}, True, None)
@@ -75,6 +75,8 @@ class SlidingWindow:
         data = data.to(results_device)
         logits = torch.zeros((self.num_heads, *data.shape[1:]), dtype=torch.half, device=results_device)
         weights = torch.zeros(data.shape[1:], dtype=torch.half, device=results_device)
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian  # imports scipy.ndimage: on first use
+
         gaussian = compute_gaussian(tuple(self.patch_size), sigma_scale=GAUSSIAN_SIGMA_SCALE,
                                     value_scaling_factor=GAUSSIAN_PEAK, device=results_device)
         for slicer in slicers:
@@ -121,6 +123,8 @@ class SlidingWindow:
 
 def tile_slicers(image_size: tuple[int, ...], patch_size: tuple[int, ...], step_size: float) -> list[Slicer]:
     """nnU-Net's tiles of a (z, y, x) volume, in nnU-Net's order; a 2d patch tiles every slice."""
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
     if len(patch_size) < len(image_size):
         steps = compute_steps_for_sliding_window(image_size[1:], patch_size, step_size)
         return [(slice(None), z, *(slice(s, s + p) for s, p in zip(start, patch_size)))
