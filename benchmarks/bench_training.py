@@ -23,9 +23,9 @@ before each clock is read. Both trainers load data with the same number of augme
 seed.
 
 The switches that differ between the two commands are, by default (``as-run``), set as each
-command sets them: ``nnUNetv2_train`` turns ``cudnn.benchmark`` on for CUDA and compiles the
-network unless ``nnUNet_compile`` says otherwise; ``ichseg train`` leaves ``cudnn.benchmark`` as
-torch has it and compiles only when ``nnUNet_compile`` is set. ``--cudnn-benchmark on|off`` and
+command sets them: both turn ``cudnn.benchmark`` on for CUDA (``ichseg train`` around each
+training); ``nnUNetv2_train`` compiles the network unless ``nnUNet_compile`` says otherwise,
+``ichseg train`` only when ``nnUNet_compile`` is set. ``--cudnn-benchmark on|off`` and
 ``--compile on|off`` set them alike for both, which measures the trainers' own code. On a CPU
 neither applies (nnU-Net never compiles there). Both trainers run in this process with its torch
 thread count (``nnUNetv2_train`` would set it to every core on a CPU, one on CUDA).
@@ -194,8 +194,8 @@ def side_switches(args: argparse.Namespace, device: torch.device) -> dict[str, S
     import torch
 
     compile_value = {"as-run": None, "on": "1", "off": "0"}[args.compile]
-    torch_default = torch.backends.cudnn.benchmark  # what ichseg train leaves it at
-    benchmark = {"as-run": (torch_default, device.type == "cuda"), "on": (True, True),
+    cuda = device.type == "cuda"  # both commands tune cuDNN on CUDA (ichseg.engine.training.cudnn_autotuning)
+    benchmark = {"as-run": (cuda, cuda), "on": (True, True),
                  "off": (False, False)}[args.cudnn_benchmark]
     return {side: Switches(compile_value, flag) for side, flag in zip(SIDES, benchmark)}
 

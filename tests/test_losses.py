@@ -66,11 +66,26 @@ def test_optimiser_and_poly_schedule_follow_the_recipe(optimizer, kind):
 
     training = TrainingSpec(optimizer=optimizer, initial_lr=0.01, poly_exponent=0.9, epochs=10)
     fake = SimpleNamespace(network=torch.nn.Linear(3, 2), initial_lr=0.01, weight_decay=3e-5, num_epochs=10,
-                           params=TrainerParams(LossSpec(), training))
+                           params=TrainerParams(LossSpec(), training), device=torch.device("cpu"))
     opt, scheduler = IchsegTrainer.configure_optimizers(fake)
     assert type(opt) is kind
     if optimizer == "sgd":
         assert opt.param_groups[0]["momentum"] == 0.99 and opt.param_groups[0]["nesterov"]
+    else:  # one fused kernel per step: the same update as the loop over tensors
+        assert opt.param_groups[0]["fused"]
+        reference = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.01, weight_decay=3e-5)
+        reference.param_groups[0]["params"][0].data.copy_(opt.param_groups[0]["params"][0].data)
+        reference.param_groups[0]["params"][1].data.copy_(opt.param_groups[0]["params"][1].data)
+        x = torch.randn(8, 3)
+        for _ in range(3):
+            for optimiser in (opt, reference):
+                parameters = optimiser.param_groups[0]["params"]
+                loss = (x @ parameters[0].T + parameters[1]).square().sum()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+        for ours, theirs in zip(opt.param_groups[0]["params"], reference.param_groups[0]["params"]):
+            torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
     for epoch in (0, 3, 9):
         scheduler.step(epoch)
         assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * (1 - epoch / 10) ** 0.9)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -44,9 +45,22 @@ def train_model(workspace: Workspace, folder_name: str, plans_name: str, configu
         if resume:
             trainer.load_checkpoint(load_checkpoint(fold_dir / LATEST_CHECKPOINT))
         write_json(fold_dir / "trainer_params.json", params.to_dict(), overwrite=True)
-        with quiet_warnings():
+        with quiet_warnings(), cudnn_autotuning(device):
             trainer.run_training()
     return fold_dir
+
+
+@contextlib.contextmanager
+def cudnn_autotuning(device: torch.device) -> Iterator[None]:
+    """cuDNN picks the fastest convolution algorithms for the patch size, as ``nnUNetv2_train``
+    has it (nondeterministic); the process's own settings come back afterwards."""
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
 
 
 def training_state(output_root: Path, folder_name: str, plans_name: str, configuration: str,
