@@ -94,26 +94,12 @@ class TrainedNetwork:
             raise ModelError(f"{nnunet_folder}: unreadable model files ({error})") from None
         self.nnunet_folder = nnunet_folder
         self.plan = NetworkPlan.read(nnunet_folder, checkpoint["init_args"]["configuration"])
-        # what nnUNetTrainer.build_network_architecture does (IchsegTrainer keeps nnU-Net's networks),
-        # without the random initialisation the checkpoint's weights replace anyway: built on the meta
-        # device (no memory, no initialisation), then given the checkpoint's tensors themselves
-        plan = self.plan
-        with torch.device("meta"):
-            network = get_network_from_plans(plan.arch_class_name, plan.arch_kwargs,
-                                             plan.arch_kwargs_requiring_import, plan.num_input_channels,
-                                             plan.num_segmentation_heads, allow_init=False, deep_supervision=False)
-        try:
-            network.load_state_dict(checkpoint["network_weights"], assign=True)
-        except (KeyError, RuntimeError) as error:
-            raise ModelError(f"{checkpoint_path}: its weights do not fit the network of its plans "
-                             f"({first_line(error)})") from None
-        if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
-            raise ModelError(f"{checkpoint_path}: the checkpoint does not hold every weight of its network")
+        network = _network(self.plan, checkpoint, checkpoint_path)
         if device.type == "cpu":
             group_norms_for_instance_norms(network)
         network.to(device).eval()
         self.device = device
-        self.window = SlidingWindow(network, plan.patch_size, plan.num_segmentation_heads, device,
+        self.window = SlidingWindow(network, self.plan.patch_size, self.plan.num_segmentation_heads, device,
                                     step_size=tile_step_size,
                                     mirror_axes=_mirror_axes(checkpoint) if use_mirroring else None,
                                     mirror_batch=mirror_batch(device), verbose=verbose)
@@ -146,6 +132,24 @@ class TrainedNetwork:
         full = torch.zeros(tuple(props["shape_before_cropping"]), dtype=probability.dtype, device=probability.device)
         full[tuple(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"])] = probability
         return full.permute(*self.plan.transpose_backward)
+
+
+def _network(plan: NetworkPlan, checkpoint: dict[str, Any], checkpoint_path: Path) -> nn.Module:
+    """What nnUNetTrainer.build_network_architecture builds (IchsegTrainer keeps nnU-Net's networks),
+    without the random initialisation the checkpoint's weights replace anyway: built on the meta
+    device (no memory, no initialisation), then given the checkpoint's tensors themselves."""
+    with torch.device("meta"):
+        network = get_network_from_plans(plan.arch_class_name, plan.arch_kwargs, plan.arch_kwargs_requiring_import,
+                                         plan.num_input_channels, plan.num_segmentation_heads, allow_init=False,
+                                         deep_supervision=False)
+    try:
+        network.load_state_dict(checkpoint["network_weights"], assign=True)
+    except (KeyError, RuntimeError) as error:
+        raise ModelError(f"{checkpoint_path}: its weights do not fit the network of its plans "
+                         f"({first_line(error)})") from None
+    if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
+        raise ModelError(f"{checkpoint_path}: the checkpoint does not hold every weight of its network")
+    return network
 
 
 def mirror_batch(device: torch.device) -> int:
