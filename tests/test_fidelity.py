@@ -91,8 +91,9 @@ def nnunet_probability(network, image: CTImage) -> np.ndarray:
                                 perform_everything_on_device=False, device=CPU, allow_tqdm=False)
     reference = nnunet_network(network)
     assert not any(isinstance(m, torch.nn.GroupNorm) for m in reference.modules())
-    predictor.manual_initialization(reference, *nnunet_plans(network)[:2], [reference.state_dict()],
-                                    nnunet_plans(network)[2], "IchsegTrainer", None)
+    plans_manager, configuration, dataset_json = nnunet_plans(network)
+    predictor.manual_initialization(reference, plans_manager, configuration, [reference.state_dict()],
+                                    dataset_json, "IchsegTrainer", None)
     _, probabilities = predictor.predict_single_npy_array(image.array[None].astype(np.float32),
                                                           {"spacing": list(image.spacing)}, None, None, True)
     return probabilities[1]

@@ -200,6 +200,7 @@ def test_a_checkpoint_that_does_not_fit_its_plans_is_named(tiny_model, tmp_path)
     weights = dict(checkpoint["network_weights"])
     weights.pop(next(iter(weights)))
     torch.save({**checkpoint, "network_weights": weights}, path)
-    with pytest.raises(ModelError, match="checkpoint_final.pth: its weights do not fit the network of its plans"):
+    with pytest.raises(ModelError, match="checkpoint_final.pth: its weights do not fit the network of its plans "
+                                         r"\(Missing key\(s\) in state_dict"):
         TrainedNetwork(copy, 0, torch.device("cpu"))
     assert TrainedNetwork(model.nnunet_folder, 0, torch.device("cpu")).window.network.training is False

@@ -8,7 +8,7 @@ ensemble's fit to the models) is checked before torch or nnU-Net is imported.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +104,13 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
 def _first_use_preparer(folder: ModelFolder, models: Sequence[TrainedModel]) -> Callable[[CTImage], Any]:
     """The models' preprocessing (:class:`ichseg.model_set.CasePreparer`), made by its first call,
     in the reading thread: torch and nnU-Net's preprocessing load there while the networks load."""
-    made: list[Any] = []
+    @cache
+    def preparer() -> Any:
+        from ichseg.model_set import CasePreparer
 
-    def prepare(image: CTImage) -> Any:
-        if not made:
-            from ichseg.model_set import CasePreparer
+        return CasePreparer(folder, models)
 
-            made.append(CasePreparer(folder, models))
-        return made[0].prepare(image)
-    return prepare
+    return lambda image: preparer().prepare(image)
 
 
 def ensemble_spec(folder: ModelFolder, ensemble: EnsembleSpec | str | None = None,

@@ -26,7 +26,7 @@ from ichseg.engine.checkpoint import load_checkpoint
 from ichseg.engine.plans import NetworkPlan, PreprocessingKey, read_model_json
 from ichseg.engine.resampling import ExportResampling, resample_logits
 from ichseg.engine.sliding_window import SlidingWindow
-from ichseg.errors import ModelError, first_line
+from ichseg.errors import ModelError
 from ichseg.layout import FINAL_CHECKPOINT, fold_folder_name
 
 
@@ -144,9 +144,10 @@ def _network(plan: NetworkPlan, checkpoint: dict[str, Any], checkpoint_path: Pat
                                          deep_supervision=False)
     try:
         network.load_state_dict(checkpoint["network_weights"], assign=True)
-    except (KeyError, RuntimeError) as error:
+    except (KeyError, RuntimeError) as error:  # torch's message: a header line, then what does not fit
+        detail = str(error).strip().splitlines()[-1].strip()
         raise ModelError(f"{checkpoint_path}: its weights do not fit the network of its plans "
-                         f"({first_line(error)})") from None
+                         f"({detail[:200]})") from None
     if any(tensor.is_meta for tensor in (*network.parameters(), *network.buffers())):
         raise ModelError(f"{checkpoint_path}: the checkpoint does not hold every weight of its network")
     return network

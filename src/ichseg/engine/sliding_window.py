@@ -72,11 +72,11 @@ class SlidingWindow:
             return logits[(slice(None), *revert[1:])]
 
     def _accumulate(self, data: torch.Tensor, slicers: list[Slicer], results_device: torch.device) -> torch.Tensor:
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian  # imports scipy.ndimage: on first use
+
         data = data.to(results_device)
         logits = torch.zeros((self.num_heads, *data.shape[1:]), dtype=torch.half, device=results_device)
         weights = torch.zeros(data.shape[1:], dtype=torch.half, device=results_device)
-        from nnunetv2.inference.sliding_window_prediction import compute_gaussian  # imports scipy.ndimage: on first use
-
         gaussian = compute_gaussian(tuple(self.patch_size), sigma_scale=GAUSSIAN_SIGMA_SCALE,
                                     value_scaling_factor=GAUSSIAN_PEAK, device=results_device)
         for slicer in slicers:
