@@ -65,13 +65,13 @@ from ichseg.errors import IchsegError
 from ichseg.io.image import CTImage, case_name, is_image_file, load_image, save_mask
 from ichseg.metrics.overlap import dice
 from ichseg.metrics.summary import markdown_table
-from ichseg.models import ModelFolder, TrainedModel
+from ichseg.model.folder import ModelFolder, TrainedModel
 from ichseg.workspace import Workspace
 
 if TYPE_CHECKING:
     import torch
 
-    from ichseg.model_set import ModelSet, PreparedCase
+    from ichseg.model.networks import ModelSet, PreparedCase
 
 RECIPE = "li2022"
 #: Output-layer scale of the untrained models: decided probabilities, busy masks.
@@ -108,9 +108,10 @@ def stage(stages: dict[str, float], name: str) -> Iterator[None]:
 def prepare(args: argparse.Namespace) -> Setup:
     from ichseg.data.importer import import_dataset
     from ichseg.data.synth import synthesize
-    from ichseg.models import parse_folds
+    from ichseg.model.folder import parse_folds
     from ichseg.recipes import load_recipe
-    from ichseg.training import plan, untrained_model
+    from ichseg.testing import untrained_model
+    from ichseg.training import plan
 
     ws = Workspace.open(args.workspace)
     root = ws.root / "bench-gpu"
@@ -309,14 +310,15 @@ def segment_file(segmenter: Any, path: Path, out: Path) -> np.ndarray:
 def run_ichseg(setup: Setup, selection: Sequence[TrainedModel], mirroring: bool, clock: Clock,
                counter: WorkloadCounter, out: Path) -> IchsegRun:
     from ichseg.ensemble.spec import EnsembleSpec
-    from ichseg.segmenter import Segmenter
+    from ichseg.segmentation.segmenter import Segmenter
+    from ichseg.segmentation.settings import InferenceSettings
 
     out.mkdir(parents=True, exist_ok=True)
     start = clock.now()
-    loaded = Segmenter.load(setup.folder.path, device=clock.device.type,
-                            groups=list(dict.fromkeys(m.group for m in selection)),
-                            folds=list(dict.fromkeys(m.fold for m in selection)),
-                            ensemble=EnsembleSpec("mean"), mirroring=mirroring, postprocess=False)
+    settings = InferenceSettings(groups=tuple(dict.fromkeys(m.group for m in selection)),
+                                 folds=tuple(dict.fromkeys(m.fold for m in selection)),
+                                 ensemble=EnsembleSpec("mean"), mirroring=mirroring, postprocess=False)
+    loaded = Segmenter.load(setup.folder.path, settings, device=clock.device.type)
     load_seconds = clock.now() - start
     recorder = ShapeRecorder(loaded.models)  # type: ignore[arg-type]
     segmenter = Segmenter(recorder, loaded.ensemble, loaded.rule)
@@ -336,7 +338,7 @@ def run_ichseg(setup: Setup, selection: Sequence[TrainedModel], mirroring: bool,
 
 def first_probability(models: ModelSet, path: Path) -> np.ndarray:
     """The model set's first model's P(hemorrhage) of a case, in the case's own geometry."""
-    from ichseg.segmenter import to_input_geometry
+    from ichseg.segmentation.segmenter import to_input_geometry
 
     image = load_image(path)
     canonical = image.reoriented()
@@ -502,8 +504,8 @@ def measure_setting(setup: Setup, mirroring: bool, clock: Clock, counter: Worklo
 def describe_device(clock: Clock) -> dict[str, Any]:
     import torch
 
-    from ichseg import __version__
     from ichseg.engine import nnunet_version
+    from ichseg.version import __version__
 
     found = {**describe_machine(clock.device.type), "ichseg": __version__, "nnunetv2": nnunet_version()}
     if clock.cuda:

@@ -52,7 +52,7 @@ from ichseg.errors import IchsegError, ModelError
 from ichseg.io.image import case_name, is_image_file, load_image, save_mask
 from ichseg.metrics.overlap import dice
 from ichseg.metrics.summary import text_table
-from ichseg.models import ModelFolder, TrainedModel
+from ichseg.model.folder import ModelFolder, TrainedModel
 from ichseg.workspace import Workspace
 
 RECIPES = ("li2022", "nnunet")
@@ -110,7 +110,7 @@ def prepare(args: argparse.Namespace) -> Setup:
 
 def _given_model(args: argparse.Namespace) -> tuple[ModelFolder, tuple[TrainedModel, ...]]:
     """``--model``: a trained folder as it is (``make demo``'s, say), its models of ``--folds``."""
-    from ichseg.models import parse_folds
+    from ichseg.model.folder import parse_folds
 
     model = ModelFolder.open(args.model)
     if not model.recipe.preprocessing.is_identity:
@@ -124,7 +124,7 @@ def _made_model(args: argparse.Namespace, ws: Workspace,
                 train_dir: Path) -> tuple[ModelFolder, tuple[TrainedModel, ...]]:
     """The data set planned on ``--train-size`` phantoms and its models (made once)."""
     from ichseg.data.importer import import_dataset
-    from ichseg.models import parse_folds
+    from ichseg.model.folder import parse_folds
     from ichseg.recipes import load_recipe
     from ichseg.training import plan
 
@@ -150,7 +150,8 @@ def _made_model(args: argparse.Namespace, ws: Workspace,
 def _model_folder(args: argparse.Namespace, ws: Workspace, dataset: str, recipe: Any,
                   folds: Sequence[int | str]) -> ModelFolder:
     """The models compared: initial weights (made once), or trained for the given schedule."""
-    from ichseg.training import train, untrained_model
+    from ichseg.commands import train
+    from ichseg.testing import untrained_model
 
     if args.weights == "untrained":  # made once: a finished model is left alone
         say(f"{recipe.name} models with initial weights (output layer x {UNTRAINED_LOGIT_SCALE})")

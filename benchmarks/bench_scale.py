@@ -70,9 +70,10 @@ def main() -> None:
 
 def prepare(workspace: Path) -> tuple[Path, Path]:
     """A trained one-model folder and a folder of distinct test phantoms (made once)."""
+    from ichseg.commands import train
     from ichseg.data.importer import import_dataset
     from ichseg.data.synth import synthesize
-    from ichseg.training import plan, train
+    from ichseg.training import plan
 
     ws = Workspace.open(workspace)
     model_dir = ws.model_dir("scale", "nnunet")
@@ -105,14 +106,14 @@ OPTIONS = OutputOptions(preview=False, html=False, overwrite=True)
 
 
 def run_local(model: Path, cases: Path, out: Path) -> None:
-    from ichseg.prediction import predict
+    from ichseg.commands import predict
 
     result = predict(cases, out, model, device="cpu", mirroring=False, options=OPTIONS, progress=False)
     assert not result.failures, result.failures
 
 
 def run_ray(model: Path, cases: Path, out: Path, workers: int) -> None:
-    from ichseg.prediction import predict
+    from ichseg.commands import predict
 
     result = predict(cases, out, model, device="cpu", mirroring=False, options=OPTIONS, progress=False,
                      ray=True, ray_workers=workers)

@@ -5,7 +5,7 @@ liangwei2022: 3d_fullres on its windowed, padded data set), two trainers on the 
 configuration, fold 0 and device:
 
 - ichseg's :class:`~ichseg.engine.trainer.IchsegTrainer`, built as ``ichseg train`` builds it: the
-  job's ``TrainerParams`` come from :func:`ichseg.training.prepare_training` itself, so the loss,
+  job's ``TrainerParams`` come from :func:`ichseg.training.jobs.prepare_training` itself, so the loss,
   optimiser and schedule are the recipe's;
 - nnU-Net's plain ``nnUNetTrainer`` (its Dice + CE loss, SGD-Nesterov), as ``nnUNetv2_train`` runs it.
 
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     from ichseg.recipes import Recipe
-    from ichseg.training import ModelJob
+    from ichseg.training.jobs import ModelJob
 
 RECIPES = ("li2022", "nnunet", "liangwei2022")
 FOLD = 0
@@ -90,7 +90,7 @@ def prepare(args: argparse.Namespace) -> tuple[Workspace, list[ModelJob]]:
     from ichseg.data.importer import import_dataset
     from ichseg.data.synth import synthesize
     from ichseg.recipes import load_recipe
-    from ichseg.training import prepare_training
+    from ichseg.training.jobs import TrainingRequest, prepare_training
 
     ws = Workspace.open(args.workspace)
     dataset = f"bench_training_{args.size}_{args.cases}"
@@ -110,8 +110,8 @@ def prepare(args: argparse.Namespace) -> tuple[Workspace, list[ModelJob]]:
         chosen = [g for g in recipe.groups if not args.groups or g.name in args.groups]
         if chosen:
             ensure_planned(ws, dataset, recipe, [g.configuration for g in chosen])
-            jobs += prepare_training(dataset, recipe, workspace=ws, folds=[FOLD], groups=[g.name for g in chosen],
-                                     overwrite=True).jobs
+            request = TrainingRequest(folds=[FOLD], groups=[g.name for g in chosen], overwrite=True)
+            jobs += prepare_training(dataset, recipe, request, workspace=ws).jobs
     return ws, jobs
 
 
@@ -194,7 +194,7 @@ def side_switches(args: argparse.Namespace, device: torch.device) -> dict[str, S
     import torch
 
     compile_value = {"as-run": None, "on": "1", "off": "0"}[args.compile]
-    cuda = device.type == "cuda"  # both commands tune cuDNN on CUDA (ichseg.engine.training.cudnn_autotuning)
+    cuda = device.type == "cuda"  # both commands tune cuDNN on CUDA (ichseg.engine.fold_training.cudnn_autotuning)
     benchmark = {"as-run": (cuda, cuda), "on": (True, True),
                  "off": (False, False)}[args.cudnn_benchmark]
     return {side: Switches(compile_value, flag) for side, flag in zip(SIDES, benchmark)}

@@ -54,7 +54,7 @@ def tiny_model(planned_tiny):
     Training skips a finished model, so a test that trains the same model in the same workspace
     reuses this one instead of training again.
     """
-    from ichseg.training import train
+    from ichseg.commands import train
 
     _, ws = planned_tiny
     return train("tiny", "nnunet", workspace=ws, folds=[0], epochs=1, iterations=2, val_iterations=1,

@@ -11,6 +11,7 @@ import pytest
 
 from ichseg.cli import compare as compare_cli
 from ichseg.clinical import (
+    CaseMeasures,
     abc2,
     case_measures,
     compare_files,
@@ -116,7 +117,7 @@ def test_empty_mask():
     result = abc2(np.zeros((3, 5, 5), bool), SPACING)
     assert (result.a_mm, result.b_mm, result.c_mm, result.volume_ml) == (0, 0, 0, 0)
     assert result.slice_index is None and result.slice_weights == (0.0, 0.0, 0.0)
-    measures = case_measures(np.zeros((3, 5, 5), bool), SPACING)
+    measures = case_measures(np.zeros((3, 5, 5), bool), SPACING).to_json()
     assert measures["components"] == {"connectivity": 26, "count": 0, "largest_ml": 0.0,
                                       "volumes_ml": []}
     assert measures["slices"]["involved"] == []
@@ -137,7 +138,7 @@ def test_case_measures_gathers_everything():
     mask[1, 2:6, 2:6] = True
     mask[2, 3:5, 3:5] = True
     mask[4, 8, 8] = True
-    measures = case_measures(mask, (4.0, 0.5, 0.5))
+    measures = case_measures(mask, (4.0, 0.5, 0.5)).to_json()
     assert measures["voxel_count"] == 21
     assert measures["volume_ml"] == pytest.approx(21 * 1.0 / 1000)
     assert measures["slices"] == {"involved": [1, 2, 4], "areas_mm2": [4.0, 1.0, 0.25],
@@ -161,7 +162,7 @@ def test_abc2_of_a_case_measures_its_largest_hematoma_only():
     mask = np.zeros((3, 80, 80), bool)
     mask[0:2] = (yy - 20) ** 2 + (xx - 20) ** 2 <= 12**2  # 25-pixel disc on slices 0-1
     mask[1] |= (yy - 65) ** 2 + (xx - 65) ** 2 <= 4**2  # a small bleed far away on slice 1
-    measures = case_measures(mask, (5.0, 1.0, 1.0))
+    measures = case_measures(mask, (5.0, 1.0, 1.0)).to_json()
     assert measures["components"]["count"] == 2
     assert measures["abc2"]["a_mm"] == pytest.approx(25.0, abs=1.0)
     assert abc2(mask, (5.0, 1.0, 1.0)).a_mm > 70  # across both bleeds
@@ -229,3 +230,11 @@ def test_compare_rejects_a_json_without_measures(tmp_path):
     stray.write_text(json.dumps({"hello": 1}))
     with pytest.raises(InputError, match="no measures.volume_ml"):
         compare_files(stray, stray)
+
+
+def test_measures_read_back_from_their_json_unchanged():
+    mask = np.zeros((5, 6, 6), bool)
+    mask[1:3, 1:4, 1:4] = True
+    mask[4, 5, 5] = True
+    measures = case_measures(mask, (4.0, 0.5, 0.5))
+    assert CaseMeasures.from_json(json.loads(json.dumps(measures.to_json()))) == measures

@@ -8,13 +8,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from phantoms import head_phantom
 from pydicom.uid import RLELossless
 
 from ichseg.errors import InputError
 from ichseg.io import load_image, save_image
 from ichseg.io.dicom import list_series, load_dicom_series, write_ct_series
 from ichseg.io.image import CTImage
-from phantoms import head_phantom
 
 
 @pytest.fixture

@@ -7,17 +7,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from torch import nn
 
-from types import SimpleNamespace
-
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
+from ichseg.batch.read_ahead import ReadAhead
 from ichseg.engine.sliding_window import SlidingWindow
-from ichseg.segmenter import ReadAhead
 
 
 class AsymmetricNet(nn.Module):
@@ -140,7 +138,7 @@ def test_the_first_case_is_read_from_the_start_while_the_networks_load(tmp_path:
 def test_prediction_imports_neither_dynamo_nor_nnunets_training_code() -> None:
     """nnU-Net's predictor and preprocessor modules import torch._dynamo and nnU-Net's training
     data loaders: seconds of start-up. Prediction must not pull either in."""
-    code = ("import sys, ichseg.prediction, ichseg.model_set, ichseg.engine.inference; "
+    code = ("import sys, ichseg.commands, ichseg.model.networks, ichseg.engine.inference; "
             "print(sorted(m for m in sys.modules if m.startswith(('nnunetv2.training', 'torch._dynamo', "
             "'nnunetv2.inference.predict_from_raw_data'))))")
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -152,7 +150,7 @@ def test_loading_networks_leaves_nnunets_plans_and_preprocessing_modules_to_the_
     """Loading reads the plans itself (:mod:`ichseg.engine.plans`): nnU-Net's plans module and
     what it imports (image readers, resamplers, pandas) come with the first case's preprocessing."""
     heavy = "('pandas', 'nnunetv2.utilities.plans_handling', 'nnunetv2.preprocessing', 'blosc2', 'nibabel')"
-    code = ("import sys; from ichseg.segmenter import Segmenter; "
+    code = ("import sys; from ichseg.segmentation.segmenter import Segmenter; "
             f"seen = lambda: sorted({{m.split('.')[0] if m.startswith(('pandas', 'blosc2', 'nibabel')) else m "
             f"for m in sys.modules if m.startswith({heavy})}}); "
             f"s = Segmenter.load({str(tiny_model)!r}, device='cpu'); print(seen()); "
@@ -189,8 +187,9 @@ def test_a_checkpoint_that_does_not_fit_its_plans_is_named(tiny_model, tmp_path)
 
     from ichseg.engine.checkpoint import load_checkpoint
     from ichseg.engine.inference import TrainedNetwork
+    from ichseg.engine.plans import read_model_json
     from ichseg.errors import ModelError
-    from ichseg.models import ModelFolder
+    from ichseg.model.folder import ModelFolder
 
     (model,) = ModelFolder.open(tiny_model).select()
     copy = tmp_path / model.nnunet_folder.name
@@ -202,5 +201,6 @@ def test_a_checkpoint_that_does_not_fit_its_plans_is_named(tiny_model, tmp_path)
     torch.save({**checkpoint, "network_weights": weights}, path)
     with pytest.raises(ModelError, match="checkpoint_final.pth: its weights do not fit the network of its plans "
                                          r"\(Missing key\(s\) in state_dict"):
-        TrainedNetwork(copy, 0, torch.device("cpu"))
-    assert TrainedNetwork(model.nnunet_folder, 0, torch.device("cpu")).window.network.training is False
+        TrainedNetwork(copy, 0, torch.device("cpu"), read_model_json(copy))
+    network = TrainedNetwork(model.nnunet_folder, 0, torch.device("cpu"), read_model_json(model.nnunet_folder))
+    assert network.window.network.training is False

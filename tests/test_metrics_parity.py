@@ -119,7 +119,9 @@ def assert_close(ours: dict, theirs: dict, rel: float = 1e-6):
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (5.0, 0.42, 0.45), (0.3, 2.2, 7.1)])
 def test_surface_areas_per_neighbourhood_code_are_deepminds_bit_for_bit(spacing):
-    from surface_distance.lookup_tables import create_table_neighbour_code_to_surface_area
+    from surface_distance.lookup_tables import (
+        create_table_neighbour_code_to_surface_area,
+    )
 
     assert np.array_equal(surface._area_table(spacing),
                           create_table_neighbour_code_to_surface_area(spacing))

@@ -16,14 +16,14 @@ import pytest
 import torch
 
 from ichseg.cli import main
+from ichseg.commands import predict, train
 from ichseg.crossval import cv_report, select_postprocessing
 from ichseg.engine.trainer import IchsegTrainer
 from ichseg.errors import IchsegError, ModelError
 from ichseg.io.image import load_image
-from ichseg.models import ModelFolder
-from ichseg.prediction import predict
+from ichseg.model.folder import ModelFolder
+from ichseg.model.out_of_fold import load_out_of_fold
 from ichseg.recipes import load_recipe
-from ichseg.training import load_out_of_fold, train
 
 pytestmark = pytest.mark.slow
 QUICK = {"epochs": 1, "iterations": 2, "val_iterations": 1, "progress": False, "device": "cpu"}

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.label_handling.label_handling import (
+    determine_num_input_channels,
+)
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from ichseg.engine.plans import NetworkPlan

@@ -8,8 +8,14 @@ from PIL import Image
 
 from ichseg.errors import InputError, OutputExistsError
 from ichseg.io.image import CTImage
-from ichseg.report.preview import (DPI, PANEL_INCHES, key_slice, montage_slices, save_case_grid,
-                                   save_montage)
+from ichseg.report.preview import (
+    DPI,
+    PANEL_INCHES,
+    key_slice,
+    montage_slices,
+    save_case_grid,
+    save_montage,
+)
 
 PANEL_PX = round(PANEL_INCHES * DPI)
 

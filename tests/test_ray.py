@@ -24,11 +24,12 @@ import pytest
 import ray
 import torch
 
+from ichseg.commands import predict, train
 from ichseg.distributed import ModelEvent, ModelsFailedError, train_on_ray
 from ichseg.layout import FINAL_CHECKPOINT, LATEST_CHECKPOINT
-from ichseg.models import ModelFolder
-from ichseg.prediction import predict
-from ichseg.training import load_out_of_fold, prepare_training, train
+from ichseg.model.folder import ModelFolder
+from ichseg.model.out_of_fold import load_out_of_fold
+from ichseg.training.jobs import TrainingRequest, prepare_training
 from ichseg.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -60,8 +61,8 @@ def ray_model(workspace, ray_instance):
 
 
 def _plan(ws: Workspace, recipe: str, **options):
-    return prepare_training("tiny", recipe, workspace=ws, epochs=options.pop("epochs", 1), iterations=2,
-                            val_iterations=1, **options)
+    request = TrainingRequest(epochs=options.pop("epochs", 1), iterations=2, val_iterations=1, **options)
+    return prepare_training("tiny", recipe, request, workspace=ws)
 
 
 def _layout(folder: Path) -> set[str]:

@@ -6,8 +6,8 @@ import pytest
 
 from ichseg.cli import main
 from ichseg.errors import IchsegError, RecipeError
+from ichseg.model.folder import parse_folds
 from ichseg.recipes import builtin_recipe_names, load_recipe
-from ichseg.training import parse_folds
 
 
 def test_builtin_recipes_match_the_papers():

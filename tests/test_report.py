@@ -14,6 +14,7 @@ import pytest
 from phantoms import head_phantom
 
 from ichseg.clinical import case_measures
+from ichseg.ensemble.info import EnsembleInfo
 from ichseg.errors import InputError, OutputExistsError
 from ichseg.io import load_image
 from ichseg.io.dicom import load_dicom_series, write_ct_series
@@ -25,8 +26,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IDENTIFIERS = {"PatientName": "DOE^JANE", "PatientID": "PID-4711",
                "PatientBirthDate": "19610203", "AccessionNumber": "ACC998877",
                "InstitutionName": "St Example Hospital", "ReferringPhysicianName": "HOUSE^GREGORY"}
-UNCERTAINTY = {"strategy": "uncertainty", "n_models": 15, "hr": 0.125, "rule": "HR<th: n>N2",
-               "params": {"th": 0.5, "n1": 1, "n2": 7}}
+UNCERTAINTY = EnsembleInfo("uncertainty", 15, 0.125, "HR<th: n>N2", {"th": 0.5, "n1": 1, "n2": 7})
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,9 @@ def test_case_outputs_of_a_dicom_series(dicom_case, tmp_path):
     assert (tmp_path / "ct.png").read_bytes().startswith(PNG_MAGIC)
 
     summary = json.loads((tmp_path / "ct.json").read_text())
-    expected = json.loads(json.dumps(case_measures(mask, image.spacing)))
+    expected = json.loads(json.dumps(case_measures(mask, image.spacing).to_json()))
     assert summary["measures"] == expected
-    assert summary["uncertainty"] == UNCERTAINTY
+    assert summary["uncertainty"] == UNCERTAINTY.to_json()
     assert summary["postprocessing"] == {"min_component_ml": 0.1}
     assert summary["reference"] == {"dice": 1.0, "volume_ml": expected["volume_ml"],
                                     "difference_ml": 0.0}
@@ -80,7 +80,7 @@ def test_html_report_holds_the_measures_and_embedded_images(dicom_case, tmp_path
     image, mask = dicom_case
     written = write_case_outputs(image, mask, tmp_path, uncertainty=UNCERTAINTY)
     page = (tmp_path / "ct.html").read_text()
-    measures = written.summary["measures"]
+    measures = written.summary.measures.to_json()
     abc = measures["abc2"]
     for text in (f"{measures['volume_ml']:.2f} mL", f"{abc['volume_ml']:.2f} mL",
                  f"{abc['a_mm']:.1f} mm", f"{abc['b_mm']:.1f} mm", f"{abc['c_mm']:.1f} mm",
@@ -107,7 +107,7 @@ def test_no_identifiers_by_default(dicom_case, tmp_path):
         content = path.read_bytes()
         for value in [*IDENTIFIERS.values(), study_uid]:
             assert value.encode() not in content, (path.name, value)
-    assert "identifiers" not in case.summary
+    assert case.summary.identifiers is None and "identifiers" not in case.summary.to_json()
 
 
 def test_identifiers_when_asked(dicom_case, tmp_path):
@@ -153,8 +153,8 @@ def test_nifti_input_has_no_dicom_seg(tmp_path):
     mask = image.array > 60
     case = write_case_outputs(image, mask, tmp_path, OutputOptions(html=False, preview=False), name="scan")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.json", "scan.nii.gz"]
-    assert case.summary["input"]["format"] == "image file"
-    assert "dicom" not in case.summary["input"]
+    assert case.summary.input["format"] == "image file"
+    assert "dicom" not in case.summary.input
     with pytest.raises(InputError, match="needs a DICOM input series"):
         write_case_outputs(image, mask, tmp_path / "other", OutputOptions(dicom_seg=True), name="scan")
     assert not (tmp_path / "other").exists()
@@ -164,9 +164,9 @@ def test_empty_mask_and_markup_in_names_are_handled(tmp_path):
     image = head_phantom(shape=(5, 32, 32))
     name = 'a<b>&"c'
     case = write_case_outputs(image, np.zeros(image.shape, bool), tmp_path, name=name,
-                              uncertainty={"hr": None, "rule": "empty"})
-    assert case.summary["measures"]["volume_ml"] == 0.0
-    assert case.summary["measures"]["abc2"]["slice_index"] is None
+                              uncertainty=EnsembleInfo("uncertainty", 3, None, "empty"))
+    assert case.summary.measures.volume_ml == 0.0
+    assert case.summary.measures.abc2.slice_index is None
     page = (tmp_path / f"{name}.html").read_text()
     assert "a&lt;b&gt;&amp;&quot;c" in page and name not in page
     assert "No hemorrhage: nothing to measure." in page
@@ -185,7 +185,7 @@ def test_batch_csv_and_report(dicom_case, tmp_path):
     rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
     assert [(r["case"], r["status"]) for r in rows] == [("first", "ok"), ("second", "ok"),
                                                         ("third", "failed")]
-    measures = first.summary["measures"]
+    measures = first.summary.measures.to_json()
     assert float(rows[0]["volume_ml"]) == pytest.approx(measures["volume_ml"], rel=1e-5)
     assert float(rows[0]["abc2_ml"]) == pytest.approx(measures["abc2"]["volume_ml"], rel=1e-5)
     assert int(rows[0]["components"]) == measures["components"]["count"]

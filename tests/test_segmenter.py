@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ichseg.batch.runner import predict_folder
+from ichseg.ensemble.info import SINGLE_MODEL
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import InputError
 from ichseg.io.image import CTImage, load_image
 from ichseg.io.nifti import save_image
 from ichseg.postprocessing.rules import Rule
 from ichseg.report.options import OutputOptions
-from ichseg.segmenter import SINGLE_MODEL, Segmenter
+from ichseg.segmentation.segmenter import Segmenter
 
 #: RAS: x to the patient's right, y anterior (the first two axes flipped from LPS).
 RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -83,7 +85,7 @@ def test_each_strategy_gives_its_formula_on_a_bare_array(hu, spec):
     np.testing.assert_array_equal(result.mask.array, expected)
     np.testing.assert_array_equal(result.votes.array, votes)
     assert result.mask.spacing == SPACING and result.mask.shape == hu.shape
-    assert result.ensemble["strategy"] == spec.strategy and result.ensemble["n_models"] == 5
+    assert result.ensemble.strategy == spec.strategy and result.ensemble.n_models == 5
     assert result.volume_ml == pytest.approx(np.count_nonzero(expected) * 5.0 * 0.8 * 0.6 / 1000)
 
 
@@ -108,7 +110,7 @@ def test_a_ct_image_in_another_orientation_comes_back_in_its_own(hu):
 
 def test_a_single_model_is_described_as_such(hu):
     result = Segmenter(FakeModels((40.0,))).segment(hu, SPACING)
-    assert result.ensemble == {"strategy": SINGLE_MODEL, "n_models": 1}
+    assert result.ensemble.strategy == SINGLE_MODEL and not result.ensemble.is_ensemble
     np.testing.assert_array_equal(result.mask.array, hu > 40.0)
 
 
@@ -145,7 +147,7 @@ def test_predict_folder_writes_what_segment_returns(hu, tmp_path: Path):
         save_image(image, inputs / f"{name}.nii.gz")
     segmenter = Segmenter(FakeModels(FIVE), EnsembleSpec("uncertainty"))
     options = OutputOptions(preview=False, html=False)
-    result = segmenter.predict_folder(inputs, tmp_path / "out", options, progress=False)
+    result = predict_folder(segmenter, inputs, tmp_path / "out", options, progress=False)
     assert sorted(case.name for case in result.cases) == ["a", "b"] and not result.failures
     for name in images:
         expected = segmenter.segment(inputs / f"{name}.nii.gz")

@@ -20,23 +20,23 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from orthanc import LOOPBACK, Orthanc, free_port, require_binary, running_orthanc
 from pydicom.uid import MRImageStorage
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ichseg.cli import main
 from ichseg.data.synth import generate_case
-from ichseg.io.dicom import write_ct_series
-from ichseg.io.image import load_image
+from ichseg.ensemble.info import EnsembleInfo
 from ichseg.errors import InputError
-from ichseg.io.dicom import load_dicom_series
-from ichseg.segmenter import Segmentation
+from ichseg.io.dicom import load_dicom_series, write_ct_series
+from ichseg.io.image import load_image
+from ichseg.segmentation.result import Segmentation
 from ichseg.serve.config import Retry, parse_listen, parse_peer
 from ichseg.serve.log import EventLog, uid_hash
 from ichseg.serve.results import write_results
 from ichseg.serve.scp import screen
 from ichseg.serve.store import Store
-from orthanc import LOOPBACK, Orthanc, free_port, require_binary, running_orthanc
 
 NODE_AET = "ICHSEG"
 QUIET_S = 1.0
@@ -254,13 +254,13 @@ def test_several_models_add_the_half_ratio_and_results_keep_only_filing_identifi
     folder = write_ct_series(head_phantom(), tmp_path / "series", patient_id="PID-7", attributes=IDENTIFIERS)
     image = load_dicom_series(folder)
     mask = image.with_array((image.array > 60).astype(np.uint8) & (image.array < 100))
-    ensemble = {"strategy": "uncertainty", "n_models": 3, "hr": 0.25}
+    ensemble = EnsembleInfo("uncertainty", 3, 0.25)
     paths = write_results(Segmentation(image, mask, mask, ensemble), tmp_path / "out")
     seg, sc, sr = (pydicom.dcmread(paths[kind]) for kind in ("seg", "sc", "sr"))
     measures = Segmentation(image, mask, mask, ensemble).measures()
     numbers = sr_numbers(sr)
     assert ("118586006", None, 0.25) in numbers
-    assert ("118565006", "126030", pytest.approx(measures["volume_ml"], abs=1e-3)) in numbers
+    assert ("118565006", "126030", pytest.approx(measures.volume_ml, abs=1e-3)) in numbers
     assert "HR 0.25 (3 models)" in sc.ImageComments
     for ds in (seg, sc, sr):
         assert (ds.PatientID, ds.AccessionNumber, ds.StudyInstanceUID) == ("PID-7", "ACC-99", image.metadata["dicom"]["StudyInstanceUID"])

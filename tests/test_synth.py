@@ -13,8 +13,14 @@ from scipy import ndimage
 
 from ichseg.cli import main
 from ichseg.cli.synth import SIZE_CHOICES
-from ichseg.data.synth import (HEMORRHAGE_TYPES, SIZES, Tissue, case_seed, generate_case,
-                               synthesize)
+from ichseg.data.synth import (
+    HEMORRHAGE_TYPES,
+    SIZES,
+    Tissue,
+    case_seed,
+    generate_case,
+    synthesize,
+)
 from ichseg.errors import InputError, OutputExistsError
 
 # HU ranges of DESIGN.md §7 (acute blood up to about 100 when clotted).

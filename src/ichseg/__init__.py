@@ -18,14 +18,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from ichseg.version import __version__ as __version__
 
 _API = {
     "synthesize": "ichseg.data.synth",
     "import_dataset": "ichseg.data.importer",
     "plan": "ichseg.training",
-    "train": "ichseg.training",
-    "predict": "ichseg.prediction",
+    "train": "ichseg.commands",
+    "predict": "ichseg.commands",
+    "predict_folder": "ichseg.batch.runner",
+    "InferenceSettings": "ichseg.segmentation.settings",
     "evaluate": "ichseg.metrics",
     "cv_report": "ichseg.crossval",
     "select_postprocessing": "ichseg.crossval",
@@ -33,8 +35,8 @@ _API = {
     "load_image": "ichseg.io",
     "load_recipe": "ichseg.recipes",
     "demo": "ichseg.demo",
-    "Segmenter": "ichseg.segmenter",
-    "Segmentation": "ichseg.segmenter",
+    "Segmenter": "ichseg.segmentation.segmenter",
+    "Segmentation": "ichseg.segmentation.result",
     "EnsembleSpec": "ichseg.ensemble.spec",
     "OutputOptions": "ichseg.report.options",
 }

@@ -20,9 +20,9 @@ from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import ModelError
 from ichseg.io.image import load_image
 from ichseg.metrics.case import DEFAULT_NSD_TOLERANCE_MM
-from ichseg.models import ModelFolder
+from ichseg.model.folder import ModelFolder
+from ichseg.model.out_of_fold import load_out_of_fold
 from ichseg.progress import progress_bar
-from ichseg.training import load_out_of_fold
 from ichseg.workspace import Workspace, WorkspaceLike
 
 #: Ensemble strategies compared in the report, by label.

@@ -34,11 +34,11 @@ def demo(workspace: str | Path | Workspace | None = None, *, n_train: int = 10, 
          size: str = "tiny", epochs: int = 25, iterations: int = 10, device: str = "auto",
          progress: bool = True) -> DemoResult:
     """Run the whole pipeline on synthetic head CTs; everything lands in the workspace."""
+    from ichseg.commands import predict, train
     from ichseg.data.importer import import_dataset
     from ichseg.data.synth import synthesize
     from ichseg.metrics import evaluate_folders
-    from ichseg.prediction import predict
-    from ichseg.training import plan, train
+    from ichseg.training import plan
 
     start = time.perf_counter()
     ws = Workspace.coerce(workspace)

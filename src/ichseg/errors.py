@@ -42,7 +42,7 @@ class OutputPathError(IchsegError):
 class IntensityError(InputError):
     """A CT's voxel values are not finite Hounsfield units (NaN or infinite voxels, an 8-bit
     display export, values beyond any CT scale, DICOM without a usable rescale). Refused by
-    :func:`ichseg.io.intensity.check_intensities` unless ``accept_intensities`` is given.
+    :func:`ichseg.io.hu_checks.check_intensities` unless ``accept_intensities`` is given.
     """
 
 

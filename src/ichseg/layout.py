@@ -1,6 +1,6 @@
 """Where nnU-Net keeps a trained model: the names shared by training, prediction and model folders.
 
-Free of torch and nnU-Net, so that :mod:`ichseg.models` can list a folder's models and the
+Free of torch and nnU-Net, so that :mod:`ichseg.model.folder` can list a folder's models and the
 engine can train and load them under the same names. The layout is nnU-Net's own results
 layout, kept so that nnU-Net's tools can read ichseg's models too.
 """
@@ -23,6 +23,16 @@ def nnunet_model_folder(output_root: Path, folder_name: str, plans_name: str, co
 
 def fold_folder_name(fold: int | str) -> str:
     return f"{FOLD_PREFIX}{fold}"
+
+
+def fold_dir(nnunet_folder: Path, fold: int | str) -> Path:
+    """The folder of one fold's model inside a trainer's nnU-Net folder (checkpoints, logs)."""
+    return nnunet_folder / fold_folder_name(fold)
+
+
+def final_checkpoint(nnunet_folder: Path, fold: int | str) -> Path:
+    """A finished model's weights: what prediction loads and what marks a training as done."""
+    return fold_dir(nnunet_folder, fold) / FINAL_CHECKPOINT
 
 
 def fold_of_folder(name: str) -> int | str | None:

@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from ichseg import __version__
 from ichseg.errors import IchsegError
+from ichseg.version import __version__
 
 #: Modules under ichseg.cli, in the order their commands appear in ``ichseg --help``.
 COMMAND_MODULES = (

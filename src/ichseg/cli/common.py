@@ -29,7 +29,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def add_folds(parser: argparse.ArgumentParser, default: str | None, what: str) -> None:
     """``--fold`` as training and prediction both take it (parsed by
-    :func:`ichseg.models.parse_folds`)."""
+    :func:`ichseg.model.folder.parse_folds`)."""
     parser.add_argument("--fold", default=default,
                         help=f"0-4, a list such as 0,1, 'all' (every cross-validation fold of the recipe) "
                              f"or 'full' (the model trained on all cases, nnU-Net's fold 'all'); {what}")

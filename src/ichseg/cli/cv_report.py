@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ichseg.atomic import check_output_dir
     from ichseg.crossval import cv_report
     from ichseg.metrics import DEFAULT_NSD_TOLERANCE_MM
-    from ichseg.models import ModelFolder
+    from ichseg.model.folder import ModelFolder
 
     check_output_dir(ModelFolder.open(args.model).path, keep=True, what="model folder")
     tolerance = DEFAULT_NSD_TOLERANCE_MM if args.tolerance is None else args.tolerance

@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ichseg.cli.common import add_accept_intensities, add_overwrite, add_workspace, print_warnings
+from ichseg.cli.common import (
+    add_accept_intensities,
+    add_overwrite,
+    add_workspace,
+    print_warnings,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     when none succeeded)."""
     import sys
 
-    from ichseg.prediction import predict
+    from ichseg.commands import predict
     from ichseg.report.options import OutputOptions
 
     params = {"th": args.th, "n1": args.n1, "n2": args.n2, "reading": args.reading}

@@ -33,7 +33,14 @@ def run(args: argparse.Namespace) -> int:
     send the DICOM-SEG, a key-image Secondary Capture and a TID 1500 measurement report to
     --send-to. State (instances, queue, results, log.jsonl) lives in WORKSPACE/serve."""
     from ichseg.errors import InputError
-    from ichseg.serve import ServeOptions, format_status, parse_listen, parse_peer, queue_status, serve
+    from ichseg.serve import (
+        ServeOptions,
+        format_status,
+        parse_listen,
+        parse_peer,
+        queue_status,
+        serve,
+    )
     from ichseg.serve.config import ae_title
     from ichseg.workspace import Workspace
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ichseg.cli.common import add_device, add_folds, add_overwrite, add_ray, add_verbose, add_workspace
+from ichseg.cli.common import (
+    add_device,
+    add_folds,
+    add_overwrite,
+    add_ray,
+    add_verbose,
+    add_workspace,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     an interrupted one from its last checkpoint; each cross-validation model keeps its out-of-fold
     predictions."""
     from ichseg.atomic import check_output_dir
-    from ichseg.training import train
+    from ichseg.commands import train
     from ichseg.workspace import Workspace
 
     check_output_dir(Workspace.coerce(args.workspace).root, keep=True, what="workspace")

@@ -3,6 +3,7 @@
 from ichseg.clinical.expansion import compare_files, compare_scans, format_comparison
 from ichseg.clinical.measures import (
     ABC2Result,
+    CaseMeasures,
     ComponentsResult,
     abc2,
     case_measures,
@@ -14,6 +15,7 @@ from ichseg.clinical.measures import (
 
 __all__ = [
     "ABC2Result",
+    "CaseMeasures",
     "ComponentsResult",
     "abc2",
     "case_measures",

@@ -6,8 +6,8 @@ All functions take a mask (z, y, x), where any non-zero voxel is hemorrhage, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -149,26 +149,82 @@ def slices_involved(mask: np.ndarray) -> list[int]:
     return [int(k) for k in np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]]
 
 
-def case_measures(mask: np.ndarray, spacing: Sequence[float]) -> dict[str, Any]:
-    """Every measure of one case, in plain JSON types, as the case's JSON and report show them.
+@dataclass(frozen=True)
+class HematomaABC2(ABC2Result):
+    """ABC/2 measured on one hematoma (``measured_on``: the largest connected component), beside
+    that component's segmented volume (``segmented_ml``) and the estimate's difference from it."""
+
+    measured_on: str
+    segmented_ml: float
+    difference_ml: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HematomaABC2:
+        return cls(**{**data, "slice_weights": tuple(data["slice_weights"])})
+
+
+@dataclass(frozen=True)
+class SliceExtent:
+    """The slices (z indices) holding hemorrhage, each one's hemorrhage area, of ``total`` slices."""
+
+    involved: tuple[int, ...]
+    areas_mm2: tuple[float, ...]
+    total: int
+
+    @property
+    def count(self) -> int:
+        return len(self.involved)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"involved": list(self.involved), "areas_mm2": list(self.areas_mm2), "count": self.count,
+                "total": self.total}
+
+
+@dataclass(frozen=True)
+class CaseMeasures:
+    """Every measure of one case, as the case's JSON and report show them."""
+
+    volume_ml: float
+    voxel_count: int
+    abc2: HematomaABC2
+    components: ComponentsResult
+    slices: SliceExtent
+    spacing_mm: tuple[float, float, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"volume_ml": self.volume_ml, "voxel_count": self.voxel_count, "abc2": self.abc2.as_dict(),
+                "components": self.components.as_dict(), "slices": self.slices.as_dict(),
+                "spacing_mm": list(self.spacing_mm)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CaseMeasures:
+        components, slices = data["components"], data["slices"]
+        return cls(float(data["volume_ml"]), int(data["voxel_count"]), HematomaABC2.from_json(data["abc2"]),
+                   ComponentsResult(int(components["count"]), tuple(components["volumes_ml"]),
+                                    int(components.get("connectivity", CONNECTIVITY))),
+                   SliceExtent(tuple(slices["involved"]), tuple(slices["areas_mm2"]), int(slices["total"])),
+                   (float(data["spacing_mm"][0]), float(data["spacing_mm"][1]), float(data["spacing_mm"][2])))
+
+
+def case_measures(mask: np.ndarray, spacing: Sequence[float]) -> CaseMeasures:
+    """Every measure of one case (any non-zero voxel is hemorrhage).
 
     ABC/2 measures one hematoma, as a reader would: the largest connected component. Its
     ``difference_ml`` compares the estimate with that component's segmented volume.
     """
-    volume = hematoma_volume_ml(mask, spacing)
     hematoma = largest_component(mask)
     hematoma_ml = hematoma_volume_ml(hematoma, spacing)
     estimate = abc2(hematoma, spacing)
     involved = slices_involved(mask)
     pixel_mm2 = float(spacing[1]) * float(spacing[2])
-    areas = [int(np.count_nonzero(mask[k])) * pixel_mm2 for k in involved]
-    return {
-        "volume_ml": volume,
-        "voxel_count": int(np.count_nonzero(mask)),
-        "abc2": {**estimate.as_dict(), "measured_on": "largest component",
-                 "segmented_ml": hematoma_ml, "difference_ml": estimate.volume_ml - hematoma_ml},
-        "components": components(mask, spacing).as_dict(),
-        "slices": {"involved": involved, "areas_mm2": areas, "count": len(involved),
-                   "total": int(np.shape(mask)[0])},
-        "spacing_mm": [float(s) for s in spacing],
-    }
+    return CaseMeasures(
+        volume_ml=hematoma_volume_ml(mask, spacing),
+        voxel_count=int(np.count_nonzero(mask)),
+        abc2=HematomaABC2(**{f.name: getattr(estimate, f.name) for f in fields(ABC2Result)},
+                          measured_on="largest component", segmented_ml=hematoma_ml,
+                          difference_ml=estimate.volume_ml - hematoma_ml),
+        components=components(mask, spacing),
+        slices=SliceExtent(tuple(involved), tuple(int(np.count_nonzero(mask[k])) * pixel_mm2 for k in involved),
+                           int(np.shape(mask)[0])),
+        spacing_mm=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+    )

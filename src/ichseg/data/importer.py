@@ -8,7 +8,7 @@ Two source layouts are recognised:
 
 Every image/label pair is read and checked before anything is kept: both files readable 3D
 volumes, the same shape, spacing, direction and origin, labels only 0 and 1, CT values in HU
-(:func:`ichseg.io.intensity.check_intensities`; ``accept_intensities`` makes its refusals
+(:func:`ichseg.io.hu_checks.check_intensities`; ``accept_intensities`` makes its refusals
 warnings). All
 problems are gathered into one :class:`InputError`, so a user fixes a data set in one round. The
 data set is built in a temporary folder and renamed into place, so a failed or interrupted import
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ichseg import __version__
 from ichseg.atomic import atomic_dir, check_output_dir, refuse_existing, write_json
 from ichseg.errors import InputError
+from ichseg.io.hu_checks import check_intensities
 from ichseg.io.image import (
     CANONICAL_ORIENTATION,
     IMAGE_SUFFIXES,
@@ -45,8 +45,8 @@ from ichseg.io.image import (
     save_mask,
 )
 from ichseg.io.inputs import entry_problem
-from ichseg.io.intensity import check_intensities
 from ichseg.progress import progress_bar
+from ichseg.version import __version__
 from ichseg.workspace import Workspace
 
 #: Channel name that makes nnU-Net apply its CT normalisation.

@@ -13,8 +13,8 @@ from typing import Any
 
 _LAZY = {
     "connect": "cluster", "require_ray": "cluster",
-    "train_on_ray": "training", "ModelEvent": "training", "ModelsFailedError": "training",
-    "predict_on_ray": "prediction",
+    "train_on_ray": "ray_training", "ModelEvent": "ray_training", "ModelsFailedError": "ray_training",
+    "predict_on_ray": "ray_prediction",
 }
 
 

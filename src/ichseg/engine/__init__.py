@@ -21,8 +21,8 @@ _LAZY = {
     "IchsegTrainer": "trainer", "TrainerParams": "trainer",
     "TrainedNetwork": "inference",
     "ensure_splits": "planning", "plan_dataset": "planning", "require_plans": "planning",
-    "train_model": "training", "training_state": "training",
-    "save_untrained_model": "training",
+    "train_model": "fold_training", "training_state": "fold_training",
+    "save_untrained_model": "fold_training",
 }
 
 

@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from torch import nn
 
 from ichseg.engine.checkpoint import load_checkpoint
-from ichseg.engine.plans import NetworkPlan, PreprocessingKey, read_model_json
+from ichseg.engine.plans import ModelJson, NetworkPlan, PreprocessingKey
 from ichseg.engine.resampling import ExportResampling, resample_logits
 from ichseg.engine.sliding_window import SlidingWindow
 from ichseg.errors import ModelError
-from ichseg.layout import FINAL_CHECKPOINT, fold_folder_name
+from ichseg.layout import final_checkpoint
 
 
 @dataclass
@@ -54,11 +54,6 @@ class CasePreprocessor:
         self.configuration = configuration
         self.dataset_json = dataset_json
 
-    @classmethod
-    def from_folder(cls, nnunet_folder: Path, configuration: str) -> CasePreprocessor:
-        """The preprocessing of a trained model's nnU-Net folder (its plans.json and dataset.json)."""
-        plans, dataset_json = read_model_json(nnunet_folder)
-        return cls(plans, configuration, dataset_json)
 
     @property
     def preprocessing_key(self) -> PreprocessingKey:
@@ -83,9 +78,11 @@ class CasePreprocessor:
 class TrainedNetwork:
     """One fold of one model group, loaded once and ready to predict many cases."""
 
-    def __init__(self, nnunet_folder: Path, fold: int | str, device: torch.device, *,
+    def __init__(self, nnunet_folder: Path, fold: int | str, device: torch.device, model_json: ModelJson, *,
                  use_mirroring: bool = True, tile_step_size: float = 0.5, verbose: bool = False) -> None:
-        checkpoint_path = nnunet_folder / fold_folder_name(fold) / FINAL_CHECKPOINT
+        """The fold's network from its checkpoint; ``model_json``: the folder's plans.json and
+        dataset.json (:func:`ichseg.engine.plans.read_model_json`), read once for all its folds."""
+        checkpoint_path = final_checkpoint(nnunet_folder, fold)
         if not checkpoint_path.is_file():
             raise ModelError(f"{checkpoint_path}: missing (the model of fold {fold} is not trained)")
         try:
@@ -93,7 +90,7 @@ class TrainedNetwork:
         except (OSError, RuntimeError, ValueError) as error:
             raise ModelError(f"{nnunet_folder}: unreadable model files ({error})") from None
         self.nnunet_folder = nnunet_folder
-        self.plan = NetworkPlan.read(nnunet_folder, checkpoint["init_args"]["configuration"])
+        self.plan = NetworkPlan.from_json(model_json, checkpoint["init_args"]["configuration"], nnunet_folder)
         network = _network(self.plan, checkpoint, checkpoint_path)
         if device.type == "cpu":
             group_norms_for_instance_norms(network)

@@ -20,6 +20,8 @@ from typing import Any
 from ichseg.errors import ModelError
 
 PreprocessingKey = tuple[str, str, str]
+#: A trained model's plans.json and dataset.json, as read by :func:`read_model_json`.
+ModelJson = tuple[dict[str, Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,13 @@ class NetworkPlan:
     @classmethod
     def read(cls, nnunet_folder: Path, configuration: str) -> NetworkPlan:
         """The plan of ``configuration`` in a trained model's nnU-Net folder."""
-        plans, dataset_json = read_model_json(nnunet_folder)
+        return cls.from_json(read_model_json(nnunet_folder), configuration, nnunet_folder)
+
+    @classmethod
+    def from_json(cls, model_json: ModelJson, configuration: str, nnunet_folder: Path) -> NetworkPlan:
+        """The plan of ``configuration`` in a model folder's plans.json and dataset.json, read
+        already (:func:`read_model_json`; ``nnunet_folder`` names them in errors)."""
+        plans, dataset_json = model_json
         if configuration not in plans.get("configurations", {}):
             raise ModelError(f"{nnunet_folder / 'plans.json'}: no configuration {configuration!r}")
         settings = plans["configurations"][configuration]
@@ -66,7 +74,9 @@ class NetworkPlan:
     @classmethod
     def _through_plans_manager(cls, plans: dict[str, Any], configuration: str,
                                dataset_json: dict[str, Any]) -> NetworkPlan:
-        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+        from nnunetv2.utilities.label_handling.label_handling import (
+            determine_num_input_channels,
+        )
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
         manager = PlansManager(plans)
@@ -81,7 +91,7 @@ class NetworkPlan:
                    resolved["resampling_fn_probabilities"], dict(resolved["resampling_fn_probabilities_kwargs"]))
 
 
-def read_model_json(nnunet_folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_model_json(nnunet_folder: Path) -> ModelJson:
     """A trained model's plans.json and dataset.json."""
     try:
         plans = json.loads((nnunet_folder / "plans.json").read_text())

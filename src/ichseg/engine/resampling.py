@@ -71,7 +71,9 @@ def resample_logits(logits: torch.Tensor, shape: Sequence[int], current_spacing:
         return logits
     if not resampling.ported:
         return _nnunet_resampling(logits, shape, current_spacing, new_spacing, resampling)
-    from nnunetv2.preprocessing.resampling.default_resampling import determine_do_sep_z_and_axis
+    from nnunetv2.preprocessing.resampling.default_resampling import (
+        determine_do_sep_z_and_axis,
+    )
 
     kwargs = resampling.kwargs
     threshold = {"separate_z_anisotropy_threshold": kwargs["separate_z_anisotropy_threshold"]} \
@@ -251,7 +253,9 @@ def _nnunet_resampling(logits: torch.Tensor, shape: tuple[int, ...], current_spa
                        new_spacing: Sequence[float], resampling: ExportResampling) -> torch.Tensor:
     """nnU-Net's own function, on the CPU, for what the port does not cover."""
     global fallback_count
-    from nnunetv2.preprocessing.resampling.utils import recursive_find_resampling_fn_by_name
+    from nnunetv2.preprocessing.resampling.utils import (
+        recursive_find_resampling_fn_by_name,
+    )
 
     fallback_count += 1
     log.warning("resampling with nnU-Net's %s%s on the CPU (not ported to torch)",

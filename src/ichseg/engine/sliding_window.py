@@ -72,7 +72,9 @@ class SlidingWindow:
             return logits[(slice(None), *revert[1:])]
 
     def _accumulate(self, data: torch.Tensor, slicers: list[Slicer], results_device: torch.device) -> torch.Tensor:
-        from nnunetv2.inference.sliding_window_prediction import compute_gaussian  # imports scipy.ndimage: on first use
+        from nnunetv2.inference.sliding_window_prediction import (
+            compute_gaussian,  # imports scipy.ndimage: on first use
+        )
 
         data = data.to(results_device)
         logits = torch.zeros((self.num_heads, *data.shape[1:]), dtype=torch.half, device=results_device)
@@ -123,7 +125,9 @@ class SlidingWindow:
 
 def tile_slicers(image_size: tuple[int, ...], patch_size: tuple[int, ...], step_size: float) -> list[Slicer]:
     """nnU-Net's tiles of a (z, y, x) volume, in nnU-Net's order; a 2d patch tiles every slice."""
-    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+    from nnunetv2.inference.sliding_window_prediction import (
+        compute_steps_for_sliding_window,
+    )
 
     if len(patch_size) < len(image_size):
         steps = compute_steps_for_sliding_window(image_size[1:], patch_size, step_size)

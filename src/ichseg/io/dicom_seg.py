@@ -19,10 +19,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from ichseg import __version__
 from ichseg.atomic import atomic_file
 from ichseg.errors import InputError
 from ichseg.io.ctimage import CTImage
+from ichseg.version import __version__
 
 SEGMENT_LABEL = "Intracranial hemorrhage"
 #: Segmentation property category (CID 7150) and type (SNOMED CT 1386000).

@@ -18,7 +18,12 @@ import numpy as np
 
 from ichseg.errors import InputError
 from ichseg.metrics.overlap import dice, relative_volume_difference, volume_ml
-from ichseg.metrics.surface import bounding_box, hausdorff_distance, surface_dice, surface_distances
+from ichseg.metrics.surface import (
+    bounding_box,
+    hausdorff_distance,
+    surface_dice,
+    surface_distances,
+)
 
 #: NSD tolerance in mm of the INSTANCE 2022 organizers' evaluation script (an in-plane pixel size).
 DEFAULT_NSD_TOLERANCE_MM = 0.42

@@ -32,7 +32,9 @@ def rank_methods(results: Mapping[str, Sequence[Row]],
 
     Cases are matched by their ``case`` name across methods; ties in the mean rank share a rank.
     """
-    from scipy.stats import rankdata  # here: scipy.stats takes a second to import, and measuring a case needs none of it
+    from scipy.stats import (
+        rankdata,  # here: scipy.stats takes a second to import, and measuring a case needs none of it
+    )
 
     methods = list(results)
     if not methods:

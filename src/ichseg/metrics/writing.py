@@ -13,10 +13,21 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from ichseg.atomic import atomic_dir, check_output_dir, refuse_existing, write_json, write_text
+from ichseg.atomic import (
+    atomic_dir,
+    check_output_dir,
+    refuse_existing,
+    write_json,
+    write_text,
+)
 from ichseg.io.ctimage import case_name
 from ichseg.metrics.case import DEFAULT_NSD_TOLERANCE_MM, METRICS
-from ichseg.metrics.evaluation import Comparison, Evaluation, compare_folders, evaluate_folders
+from ichseg.metrics.evaluation import (
+    Comparison,
+    Evaluation,
+    compare_folders,
+    evaluate_folders,
+)
 from ichseg.metrics.plots import bland_altman_plot, dice_boxplot
 from ichseg.metrics.ranking import RANKING_METRICS, ranking_columns, ranking_table
 from ichseg.metrics.summary import (

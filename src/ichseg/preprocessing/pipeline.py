@@ -13,8 +13,8 @@ import numpy as np
 
 from ichseg.errors import RecipeError
 from ichseg.io.ctimage import CTImage
-from ichseg.preprocessing.intensity import apply_window
 from ichseg.preprocessing.slices import pad_slices, unpad_slices
+from ichseg.preprocessing.window import apply_window
 
 
 @dataclass(frozen=True)

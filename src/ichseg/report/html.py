@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from ichseg import __version__
+from ichseg.clinical.measures import CaseMeasures
+from ichseg.report.summary import CaseSummary
+from ichseg.version import __version__
 
 DISCLAIMER = ("Research software. The segmentation is automatic and may be wrong: check it on the "
               "images before using any figure on this page.")
@@ -78,17 +80,17 @@ footer { margin-top: 30px; color: var(--muted); font-size: 12px; border-top: 1px
 class BatchRow:
     """One case of a batch report: its summary, its page and its thumbnail."""
 
-    summary: Mapping[str, Any]
+    summary: CaseSummary
     href: str | None
     thumbnail_png: bytes | None
 
 
-def render_case(summary: Mapping[str, Any], preview_png: bytes | None) -> str:
+def render_case(summary: CaseSummary, preview_png: bytes | None) -> str:
     """The report page of one case, from its summary (the case JSON) and preview image."""
-    name = str(summary["case"])
-    measures = summary["measures"]
+    name = summary.case
+    measures = summary.measures
     body = [
-        _header(f"Intracranial hemorrhage: {name}", summary),
+        _header(f"Intracranial hemorrhage: {name}", summary.created),
         _cards(_case_cards(summary)),
         _preview(preview_png, name),
         '<div class="grid2"><div>',
@@ -98,12 +100,12 @@ def render_case(summary: Mapping[str, Any], preview_png: bytes | None) -> str:
         _slices_section(measures),
         "</div></div>",
         '<div class="grid2"><div>',
-        _input_section(summary.get("input") or {}),
+        _input_section(summary.input),
         "</div><div>",
         _processing_section(summary),
         "</div></div>",
-        _identifiers_section(summary.get("identifiers")),
-        _files_section(summary.get("outputs") or {}),
+        _identifiers_section(summary.identifiers),
+        _files_section(summary.outputs),
     ]
     return _page(f"ichseg: {name}", body)
 
@@ -111,8 +113,8 @@ def render_case(summary: Mapping[str, Any], preview_png: bytes | None) -> str:
 def render_batch(rows: Sequence[BatchRow], failures: Sequence[tuple[str, str]]) -> str:
     """The report page of a batch: every case in one table, then the cases that failed."""
     done = len(rows)
-    with_ich = sum(1 for row in rows if row.summary["measures"]["volume_ml"] > 0)
-    volumes = [row.summary["measures"]["volume_ml"] for row in rows]
+    volumes = [row.summary.measures.volume_ml for row in rows]
+    with_ich = sum(1 for volume in volumes if volume > 0)
     median = statistics.median(volumes) if volumes else None
     cards = [
         ("Cases segmented", str(done), f"of {done + len(failures)}", ""),
@@ -123,7 +125,7 @@ def render_batch(rows: Sequence[BatchRow], failures: Sequence[tuple[str, str]]) 
          "segmented cases", ""),
     ]
     body = [
-        _header("Intracranial hemorrhage: batch report", {}),
+        _header("Intracranial hemorrhage: batch report"),
         _cards(cards),
         "<h2>Cases</h2>",
         _batch_table(rows) if rows else '<p class="muted">No case was segmented.</p>',
@@ -150,9 +152,8 @@ def _page(title: str, body: Iterable[str]) -> str:
     ])
 
 
-def _header(title: str, summary: Mapping[str, Any]) -> str:
-    created = summary.get("created") or datetime.datetime.now().isoformat(timespec="seconds")
-    created = str(created).replace("T", " ")
+def _header(title: str, created: str | None = None) -> str:
+    created = (created or datetime.datetime.now().isoformat(timespec="seconds")).replace("T", " ")
     return (f"<header><h1>{escape(title)}</h1>"
             f'<p class="sub">ichseg {escape(__version__)} · {escape(created)} · '
             f"automatic segmentation of non-contrast head CT</p>"
@@ -167,33 +168,30 @@ def _cards(cards: Iterable[tuple[str, str, str, str]]) -> str:
     return f'<section class="cards">{items}</section>'
 
 
-def _case_cards(summary: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
-    measures = summary["measures"]
-    abc = measures["abc2"]
-    parts = measures["components"]
-    slices = measures["slices"]
+def _case_cards(summary: CaseSummary) -> list[tuple[str, str, str, str]]:
+    measures = summary.measures
+    abc, parts, slices = measures.abc2, measures.components, measures.slices
     cards = [
-        ("Hematoma volume", f"{_ml(measures['volume_ml'])} mL",
-         f"segmented, {measures['voxel_count']:,} voxels", "primary"),
-        ("ABC/2 estimate", f"{_ml(abc['volume_ml'])} mL",
-         f"{_signed_ml(abc['difference_ml'])} mL vs segmented"
-         + (" (largest hematoma)" if parts["count"] > 1 else ""), ""),
-        ("Components", str(parts["count"]),
-         f"largest {_ml(parts['largest_ml'])} mL" if parts["count"] else "no hemorrhage", ""),
-        ("Slices with hemorrhage", f"{slices['count']} / {slices['total']}",
-         _ranges(slices["involved"]) if slices["involved"] else "none", ""),
+        ("Hematoma volume", f"{_ml(measures.volume_ml)} mL",
+         f"segmented, {measures.voxel_count:,} voxels", "primary"),
+        ("ABC/2 estimate", f"{_ml(abc.volume_ml)} mL",
+         f"{_signed_ml(abc.difference_ml)} mL vs segmented"
+         + (" (largest hematoma)" if parts.count > 1 else ""), ""),
+        ("Components", str(parts.count),
+         f"largest {_ml(parts.largest_ml)} mL" if parts.count else "no hemorrhage", ""),
+        ("Slices with hemorrhage", f"{slices.count} / {slices.total}",
+         _ranges(slices.involved) if slices.involved else "none", ""),
     ]
-    uncertainty = summary.get("uncertainty")
-    if uncertainty and uncertainty.get("n_models", 1) == 1:
+    uncertainty = summary.uncertainty
+    if uncertainty is not None and not uncertainty.is_ensemble:
         cards.append(("Ensemble", "single model", "no uncertainty measure", ""))
-    elif uncertainty:
-        hr = uncertainty.get("hr")
+    elif uncertainty is not None:
+        hr = uncertainty.hr
         cards.append(("Ensemble uncertainty", f"HR {hr:.3f}" if hr is not None else "HR –",
-                      str(uncertainty.get("rule", "")), ""))
-    reference = summary.get("reference")
-    if reference:
-        cards.append(("Reference Dice", f"{reference['dice']:.3f}",
-                      f"reference {_ml(reference['volume_ml'])} mL", ""))
+                      str(uncertainty.rule or ""), ""))
+    reference = summary.reference
+    if reference is not None:
+        cards.append(("Reference Dice", f"{reference.dice:.3f}", f"reference {_ml(reference.volume_ml)} mL", ""))
     return cards
 
 
@@ -207,21 +205,20 @@ def _preview(png: bytes | None, name: str) -> str:
             "segmentation.</figcaption></figure>")
 
 
-def _abc2_section(measures: Mapping[str, Any]) -> str:
-    abc = measures["abc2"]
-    if abc["slice_index"] is None:
+def _abc2_section(measures: CaseMeasures) -> str:
+    abc = measures.abc2
+    if abc.slice_index is None:
         return "<h2>ABC/2 (Kothari)</h2><p class='muted'>No hemorrhage: nothing to measure.</p>"
-    several = measures["components"]["count"] > 1
+    several = measures.components.count > 1
     rows = [
-        ("A: longest diameter", f"{abc['a_mm']:.1f} mm"),
-        ("B: longest diameter perpendicular to A", f"{abc['b_mm']:.1f} mm"),
-        ("C: weighted slices × slice spacing", f"{abc['c_mm']:.1f} mm "
-         f"({sum(abc['slice_weights']):g} × {measures['spacing_mm'][0]:.2f} mm)"),
-        ("Slice used for A and B", f"z {abc['slice_index']}"),
-        ("ABC/2", f"{_ml(abc['volume_ml'])} mL"),
-        ("Segmented volume" + (" of that hematoma" if several else ""),
-         f"{_ml(abc['segmented_ml'])} mL"),
-        ("ABC/2 − segmented", f"{_signed_ml(abc['difference_ml'])} mL"),
+        ("A: longest diameter", f"{abc.a_mm:.1f} mm"),
+        ("B: longest diameter perpendicular to A", f"{abc.b_mm:.1f} mm"),
+        ("C: weighted slices × slice spacing", f"{abc.c_mm:.1f} mm "
+         f"({sum(abc.slice_weights):g} × {measures.spacing_mm[0]:.2f} mm)"),
+        ("Slice used for A and B", f"z {abc.slice_index}"),
+        ("ABC/2", f"{_ml(abc.volume_ml)} mL"),
+        ("Segmented volume" + (" of that hematoma" if several else ""), f"{_ml(abc.segmented_ml)} mL"),
+        ("ABC/2 − segmented", f"{_signed_ml(abc.difference_ml)} mL"),
     ]
     scope = (" Measured on the largest hematoma (component 1 below), as a reader measures one "
              "hematoma." if several else "")
@@ -230,26 +227,25 @@ def _abc2_section(measures: Mapping[str, Any]) -> str:
             f"largest slice's, 0.5 from 25 %, 0 below.{escape(scope)}</p>")
 
 
-def _components_section(measures: Mapping[str, Any]) -> str:
-    parts = measures["components"]
-    if not parts["count"]:
+def _components_section(measures: CaseMeasures) -> str:
+    parts = measures.components
+    if not parts.count:
         return ""
-    shown = parts["volumes_ml"][:10]
+    shown = parts.volumes_ml[:10]
     rows = [[str(i), _ml(v)] for i, v in enumerate(shown, start=1)]
-    more = parts["count"] - len(shown)
+    more = parts.count - len(shown)
     note = f'<p class="muted">and {more} smaller ones</p>' if more > 0 else ""
-    return (f"<h2>Connected components ({parts['connectivity']}-connectivity)</h2>"
+    return (f"<h2>Connected components ({parts.connectivity}-connectivity)</h2>"
             + _table(["#", "Volume (mL)"], rows, numeric=(0, 1)) + note)
 
 
-def _slices_section(measures: Mapping[str, Any]) -> str:
-    slices = measures["slices"]
-    abc = measures["abc2"]
-    if not slices["involved"]:
+def _slices_section(measures: CaseMeasures) -> str:
+    slices, abc = measures.slices, measures.abc2
+    if not slices.involved:
         return ""
-    rows = [[str(k), f"{area:.0f}", f"{abc['slice_weights'][k]:g}"]
-            for k, area in zip(slices["involved"], slices["areas_mm2"])]
-    weight = ("ABC/2 weight (largest hematoma)" if measures["components"]["count"] > 1
+    rows = [[str(k), f"{area:.0f}", f"{abc.slice_weights[k]:g}"]
+            for k, area in zip(slices.involved, slices.areas_mm2)]
+    weight = ("ABC/2 weight (largest hematoma)" if measures.components.count > 1
               else "ABC/2 weight")
     return ("<h2>Slices with hemorrhage</h2>"
             + _table(["Slice (z)", "Area (mm²)", weight], rows, numeric=(0, 1, 2)))
@@ -269,22 +265,20 @@ def _input_section(description: Mapping[str, Any]) -> str:
     return "<h2>Input</h2>" + _key_values(rows)
 
 
-def _processing_section(summary: Mapping[str, Any]) -> str:
+def _processing_section(summary: CaseSummary) -> str:
     parts = []
-    uncertainty = summary.get("uncertainty")
-    if uncertainty:
+    if summary.uncertainty is not None:
         parts.append("<h2>Ensemble</h2>" + _key_values(
-            [(_label(key), _text(value)) for key, value in uncertainty.items()]))
-    postprocessing = summary.get("postprocessing")
-    if postprocessing:
+            [(_label(key), _text(value)) for key, value in summary.uncertainty.to_json().items()]))
+    if summary.postprocessing:
         parts.append("<h2>Postprocessing</h2>" + _key_values(
-            [(_label(key), _text(value)) for key, value in postprocessing.items()]))
-    reference = summary.get("reference")
-    if reference:
+            [(_label(key), _text(value)) for key, value in summary.postprocessing.items()]))
+    reference = summary.reference
+    if reference is not None:
         parts.append("<h2>Reference segmentation</h2>" + _key_values([
-            ("Dice", f"{reference['dice']:.3f}"),
-            ("Reference volume", f"{_ml(reference['volume_ml'])} mL"),
-            ("Segmented − reference", f"{_signed_ml(reference['difference_ml'])} mL")]))
+            ("Dice", f"{reference.dice:.3f}"),
+            ("Reference volume", f"{_ml(reference.volume_ml)} mL"),
+            ("Segmented − reference", f"{_signed_ml(reference.difference_ml)} mL")]))
     return "".join(parts)
 
 
@@ -329,28 +323,27 @@ def _label(key: str) -> str:
 
 
 def _batch_table(rows: Sequence[BatchRow]) -> str:
-    has_hr = any((row.summary.get("uncertainty") or {}).get("hr") is not None for row in rows)
-    has_reference = any(row.summary.get("reference") for row in rows)
+    has_hr = any(row.summary.uncertainty is not None and row.summary.uncertainty.hr is not None for row in rows)
+    has_reference = any(row.summary.reference is not None for row in rows)
     header = ["Preview", "Case", "Volume (mL)", "ABC/2 (mL)", "Components", "Largest (mL)",
               "Slices (z)"]
     header += ["HR"] * has_hr + ["Dice"] * has_reference
     lines, ids = [], []
     for row in rows:
         summary = row.summary
-        measures = summary["measures"]
-        name = escape(str(summary["case"]))
+        measures = summary.measures
+        name = escape(summary.case)
         link = f'<a href="{escape(row.href)}">{name}</a>' if row.href else name
         image = (f'<img class="thumb" src="{_data_uri(row.thumbnail_png)}" alt="{name}">'
                  if row.thumbnail_png else "")
-        cells = [image, link, _ml(measures["volume_ml"]), _ml(measures["abc2"]["volume_ml"]),
-                 str(measures["components"]["count"]), _ml(measures["components"]["largest_ml"]),
-                 _ranges(measures["slices"]["involved"]) or "–"]
+        cells = [image, link, _ml(measures.volume_ml), _ml(measures.abc2.volume_ml),
+                 str(measures.components.count), _ml(measures.components.largest_ml),
+                 _ranges(measures.slices.involved) or "–"]
         if has_hr:
-            hr = (summary.get("uncertainty") or {}).get("hr")
+            hr = summary.uncertainty.hr if summary.uncertainty is not None else None
             cells.append(f"{hr:.3f}" if hr is not None else "–")
         if has_reference:
-            reference = summary.get("reference")
-            cells.append(f"{reference['dice']:.3f}" if reference else "–")
+            cells.append(f"{summary.reference.dice:.3f}" if summary.reference is not None else "–")
         lines.append(cells)
         ids.append(f' id="case-{name}"')
     return _table(header, lines, numeric=tuple(range(2, len(header))), attributes=ids,

@@ -16,7 +16,6 @@ source's patient and study attributes in it).
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import os
 import tempfile
@@ -28,17 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ichseg import __version__
 from ichseg.atomic import atomic_file, write_json, write_text
 from ichseg.clinical.measures import case_measures
+from ichseg.ensemble.info import EnsembleInfo
 from ichseg.errors import InputError
 from ichseg.io.ctimage import CTImage
 from ichseg.io.nifti import save_mask
 from ichseg.report.html import BatchRow, render_batch, render_case
 from ichseg.report.options import OutputOptions
+from ichseg.report.summary import CaseSummary, ReferenceComparison
 
 if TYPE_CHECKING:
-    from ichseg.segmenter import Segmentation
+    from ichseg.segmentation.result import Segmentation
 
 #: DICOM attributes that describe the acquisition in a case's JSON and report.
 DESCRIPTIVE_DICOM = ("Modality", "SeriesDescription", "SeriesNumber", "BodyPartExamined",
@@ -57,7 +57,7 @@ class CaseOutputs:
 
     name: str
     files: dict[str, Path]
-    summary: dict[str, Any]
+    summary: CaseSummary
     thumbnail_png: bytes | None = None
 
 
@@ -78,7 +78,7 @@ def case_file_names(name: str, *, votes: bool, preview: bool, html: bool,
 
 def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathLike,
                        options: OutputOptions = OutputOptions(), *, name: str | None = None,
-                       vote_map: np.ndarray | None = None, uncertainty: Mapping[str, Any] | None = None,
+                       vote_map: np.ndarray | None = None, uncertainty: EnsembleInfo | None = None,
                        postprocessing: Mapping[str, Any] | None = None,
                        reference: np.ndarray | None = None) -> CaseOutputs:
     """Write one case's outputs (see the module's docstring) and return what was written.
@@ -116,7 +116,7 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
         save_mask(image, mask, staged["mask"], overwrite=True)
         if vote_map is not None:
             save_mask(image, vote_map, staged["votes"], overwrite=True)
-        write_json(staged["json"], summary, overwrite=True)
+        write_json(staged["json"], summary.to_json(), overwrite=True)
         preview_png = None
         if options.preview:
             preview_png, thumbnail = _pictures(image, mask, staged["preview"], summary)
@@ -127,36 +127,28 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
 
 def write_segmentation(segmentation: Segmentation, out_dir: str | os.PathLike,
                        options: OutputOptions = OutputOptions(), *, votes: bool | None = None) -> CaseOutputs:
-    """Write a :class:`~ichseg.segmenter.Segmentation`'s files; ``votes`` (default: as
+    """Write a :class:`~ichseg.segmentation.result.Segmentation`'s files; ``votes`` (default: as
     ``options.save_votes``, else when several models voted) decides the vote map."""
     if votes is None:
-        votes = options.save_votes if options.save_votes is not None else segmentation.ensemble.get("n_models", 1) > 1
+        votes = options.save_votes if options.save_votes is not None else segmentation.ensemble.is_ensemble
     return write_case_outputs(segmentation.image, segmentation.mask.array, out_dir, options,
                               vote_map=segmentation.votes.array if votes else None,
                               uncertainty=segmentation.ensemble, postprocessing=segmentation.postprocessing)
 
 
 def case_summary(image: CTImage, mask: np.ndarray, *, name: str,
-                 uncertainty: Mapping[str, Any] | None = None,
+                 uncertainty: EnsembleInfo | None = None,
                  postprocessing: Mapping[str, Any] | None = None,
                  reference: np.ndarray | None = None, keep_identifiers: bool = False,
-                 outputs: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The case's JSON: measures, ensemble uncertainty, postprocessing and input description."""
+                 outputs: Mapping[str, str] | None = None) -> CaseSummary:
+    """The case's summary (its JSON): measures, ensemble uncertainty, postprocessing and input description."""
     measures = case_measures(mask, image.spacing)
-    summary: dict[str, Any] = {
-        "case": name,
-        "ichseg_version": __version__,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "input": _describe_input(image, keep_identifiers),
-        "measures": measures,
-        "uncertainty": dict(uncertainty) if uncertainty is not None else None,
-        "postprocessing": dict(postprocessing) if postprocessing is not None else None,
-        "reference": _compare_reference(mask, reference, image.spacing, measures["volume_ml"]),
-        "outputs": dict(outputs or {}),
-    }
-    if keep_identifiers:
-        summary["identifiers"] = dict(image.metadata.get("identifiers", {}))
-    return summary
+    return CaseSummary(
+        case=name, measures=measures, input=_describe_input(image, keep_identifiers), uncertainty=uncertainty,
+        postprocessing=postprocessing,
+        reference=_compare_reference(mask, reference, image.spacing, measures.volume_ml),
+        outputs=dict(outputs or {}),
+        identifiers=dict(image.metadata.get("identifiers", {})) if keep_identifiers else None)
 
 
 def _describe_input(image: CTImage, keep_identifiers: bool) -> dict[str, Any]:
@@ -177,26 +169,23 @@ def _describe_input(image: CTImage, keep_identifiers: bool) -> dict[str, Any]:
 
 
 def _compare_reference(mask: np.ndarray, reference: np.ndarray | None,
-                       spacing: Sequence[float], volume: float) -> dict[str, float] | None:
+                       spacing: Sequence[float], volume: float) -> ReferenceComparison | None:
     if reference is None:
         return None
     from ichseg.metrics.overlap import dice, volume_ml
 
     reference = np.asarray(reference) != 0
     reference_ml = volume_ml(reference, spacing)
-    return {"dice": dice(mask, reference), "volume_ml": reference_ml,
-            "difference_ml": volume - reference_ml}
+    return ReferenceComparison(dice(mask, reference), reference_ml, volume - reference_ml)
 
 
-def _pictures(image: CTImage, mask: np.ndarray, path: Path,
-              summary: Mapping[str, Any]) -> tuple[bytes, bytes]:
+def _pictures(image: CTImage, mask: np.ndarray, path: Path, summary: CaseSummary) -> tuple[bytes, bytes]:
     """Write the preview montage; return it and a thumbnail of the largest hemorrhage slice."""
     from ichseg.report.preview import save_montage
 
-    volume = summary["measures"]["volume_ml"]
-    title = f"{summary['case']}: {volume:.1f} mL"
+    title = f"{summary.case}: {summary.measures.volume_ml:.1f} mL"
     save_montage(image, mask, path, title=title, overwrite=True)
-    largest = summary["measures"]["abc2"]["slice_index"]
+    largest = summary.measures.abc2.slice_index
     with tempfile.TemporaryDirectory() as scratch:
         thumbnail_path = Path(scratch) / "thumbnail.png"
         save_montage(image, mask, thumbnail_path, slices=None if largest is None else [largest],
@@ -242,8 +231,7 @@ CSV_COLUMNS = ("case", "status", "volume_ml", "abc2_ml", "abc2_a_mm", "abc2_b_mm
 
 def batch_csv(cases: Sequence[CaseOutputs], failures: Sequence[tuple[str, str]]) -> str:
     """The batch table as CSV text; identifier columns only for cases that kept them."""
-    identifier_columns = sorted({key for case in cases
-                                 for key in case.summary.get("identifiers") or {}})
+    identifier_columns = sorted({key for case in cases for key in case.summary.identifiers or {}})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS, *identifier_columns],
                             lineterminator="\n")
@@ -255,27 +243,27 @@ def batch_csv(cases: Sequence[CaseOutputs], failures: Sequence[tuple[str, str]])
     return buffer.getvalue()
 
 
-def _csv_row(summary: Mapping[str, Any]) -> dict[str, Any]:
-    measures = summary["measures"]
-    abc = measures["abc2"]
-    involved = measures["slices"]["involved"]
-    uncertainty = summary.get("uncertainty") or {}
-    reference = summary.get("reference") or {}
+def _csv_row(summary: CaseSummary) -> dict[str, Any]:
+    measures = summary.measures
+    abc = measures.abc2
+    involved = measures.slices.involved
+    uncertainty, reference = summary.uncertainty, summary.reference
     row = {
-        "case": summary["case"], "status": "ok",
-        "volume_ml": _number(measures["volume_ml"]), "abc2_ml": _number(abc["volume_ml"]),
-        "abc2_a_mm": _number(abc["a_mm"]), "abc2_b_mm": _number(abc["b_mm"]),
-        "abc2_c_mm": _number(abc["c_mm"]), "abc2_slice": abc["slice_index"],
-        "components": measures["components"]["count"],
-        "largest_component_ml": _number(measures["components"]["largest_ml"]),
+        "case": summary.case, "status": "ok",
+        "volume_ml": _number(measures.volume_ml), "abc2_ml": _number(abc.volume_ml),
+        "abc2_a_mm": _number(abc.a_mm), "abc2_b_mm": _number(abc.b_mm),
+        "abc2_c_mm": _number(abc.c_mm), "abc2_slice": abc.slice_index,
+        "components": measures.components.count,
+        "largest_component_ml": _number(measures.components.largest_ml),
         "slices_involved": len(involved),
         "first_slice": involved[0] if involved else None,
         "last_slice": involved[-1] if involved else None,
-        "hr": _number(uncertainty.get("hr")), "ensemble_rule": uncertainty.get("rule"),
-        "reference_volume_ml": _number(reference.get("volume_ml")),
-        "dice": _number(reference.get("dice")),
+        "hr": _number(uncertainty.hr if uncertainty else None),
+        "ensemble_rule": uncertainty.rule if uncertainty else None,
+        "reference_volume_ml": _number(reference.volume_ml if reference else None),
+        "dice": _number(reference.dice if reference else None),
     }
-    row.update(summary.get("identifiers") or {})
+    row.update(summary.identifiers or {})
     return {key: ("" if value is None else value) for key, value in row.items()}
 
 

@@ -23,8 +23,9 @@ from ichseg.serve.worker import Worker
 
 def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
     """Run the node until ``stop`` is set or the process receives SIGTERM / SIGINT."""
-    from ichseg.models import ModelFolder
-    from ichseg.segmenter import Segmenter
+    from ichseg.model.folder import ModelFolder
+    from ichseg.segmentation.segmenter import Segmenter
+    from ichseg.segmentation.settings import InferenceSettings
 
     ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
     stop = stop or threading.Event()
@@ -32,7 +33,7 @@ def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
     log = EventLog(options.state_dir / "log.jsonl", options.keep_identifiers)
     log.event("node_starting", recovered=store.recover(), quiet_s=options.quiet_seconds,
               send_to=str(options.send_to))
-    segmenter = Segmenter.load(options.model, device=options.device, mirroring=options.mirroring)
+    segmenter = Segmenter.load(options.model, InferenceSettings(mirroring=options.mirroring), device=options.device)
     log.event("model_loaded", n_models=len(segmenter.models))
     worker = Worker(segmenter, store, log)
     sender = Sender(options.ae_title, options.send_to, store, log, options.retry)

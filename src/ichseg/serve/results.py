@@ -10,9 +10,8 @@ the source are emptied (when DICOM requires them present) or removed.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import highdicom as hd
 import numpy as np
@@ -21,14 +20,16 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from ichseg import __version__
+from ichseg.clinical.measures import CaseMeasures
+from ichseg.ensemble.info import EnsembleInfo
 from ichseg.io.dicom import IDENTIFYING_KEYWORDS
 from ichseg.io.dicom_seg import write_dicom_seg
 from ichseg.report.preview import montage_slices, save_montage
 from ichseg.serve.sr import measurement_report
+from ichseg.version import __version__
 
 if TYPE_CHECKING:
-    from ichseg.segmenter import Segmentation
+    from ichseg.segmentation.result import Segmentation
 
 #: Identifying attributes a result keeps: what files it in the patient's study.
 FILING_KEYWORDS = ("PatientName", "PatientID", "StudyInstanceUID", "StudyID", "AccessionNumber",
@@ -77,11 +78,11 @@ def write_results(segmentation: Segmentation, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def caption(measures: Mapping[str, Any], ensemble: Mapping[str, Any]) -> str:
+def caption(measures: CaseMeasures, ensemble: EnsembleInfo) -> str:
     """The figures a radiologist reads on the key-image page."""
-    text = f"ICH {measures['volume_ml']:.1f} mL, ABC/2 {measures['abc2']['volume_ml']:.1f} mL"
-    if ensemble.get("n_models", 1) > 1 and ensemble.get("hr") is not None:
-        text += f", HR {ensemble['hr']:.2f} ({ensemble['n_models']} models)"
+    text = f"ICH {measures.volume_ml:.1f} mL, ABC/2 {measures.abc2.volume_ml:.1f} mL"
+    if ensemble.is_ensemble and ensemble.hr is not None:
+        text += f", HR {ensemble.hr:.2f} ({ensemble.n_models} models)"
     return f"{text} - ichseg {__version__}, automatic, not verified"
 
 

@@ -13,8 +13,7 @@ finds the numbers without knowing ichseg:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -22,7 +21,9 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from ichseg import __version__
+from ichseg.clinical.measures import CaseMeasures
+from ichseg.ensemble.info import EnsembleInfo
+from ichseg.version import __version__
 
 MILLILITER = Code("ml", "UCUM", "milliliter")
 NO_UNITS = Code("1", "UCUM", "no units")
@@ -36,21 +37,20 @@ PROCEDURE = codes.LN.HeadCT  # LOINC 24725-4
 SERIES_DESCRIPTION = "ICH measurements (ichseg)"
 
 
-def measurements(measures: Mapping[str, Any], ensemble: Mapping[str, Any]) -> list[hd.sr.Measurement]:
+def measurements(measures: CaseMeasures, ensemble: EnsembleInfo) -> list[hd.sr.Measurement]:
     """Volume, ABC/2 and, when several models voted and HR is defined, the half ratio."""
     found = [
-        hd.sr.Measurement(name=VOLUME, value=round(float(measures["volume_ml"]), 3), unit=MILLILITER,
-                          method=SUM_OF_VOXELS),
-        hd.sr.Measurement(name=VOLUME, value=round(float(measures["abc2"]["volume_ml"]), 3),
-                          unit=MILLILITER, method=ELLIPSOID_LWH),
+        hd.sr.Measurement(name=VOLUME, value=round(measures.volume_ml, 3), unit=MILLILITER, method=SUM_OF_VOXELS),
+        hd.sr.Measurement(name=VOLUME, value=round(measures.abc2.volume_ml, 3), unit=MILLILITER,
+                          method=ELLIPSOID_LWH),
     ]
-    if int(ensemble.get("n_models", 1)) > 1 and ensemble.get("hr") is not None:
-        found.append(hd.sr.Measurement(name=HALF_RATIO, value=round(float(ensemble["hr"]), 4), unit=NO_UNITS))
+    if ensemble.is_ensemble and ensemble.hr is not None:
+        found.append(hd.sr.Measurement(name=HALF_RATIO, value=round(float(ensemble.hr), 4), unit=NO_UNITS))
     return found
 
 
-def measurement_report(seg: Dataset, sources: Sequence[Dataset], measures: Mapping[str, Any],
-                       ensemble: Mapping[str, Any], series_number: int) -> hd.sr.Comprehensive3DSR:
+def measurement_report(seg: Dataset, sources: Sequence[Dataset], measures: CaseMeasures,
+                       ensemble: EnsembleInfo, series_number: int) -> hd.sr.Comprehensive3DSR:
     """A Comprehensive 3D SR holding the TID 1500 report on segment 1 of ``seg``.
 
     ``sources`` are the CT slices the segmentation was made from; they and ``seg`` are listed as

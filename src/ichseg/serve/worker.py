@@ -16,7 +16,7 @@ from ichseg.serve.results import write_results
 from ichseg.serve.store import Claim, Store
 
 if TYPE_CHECKING:
-    from ichseg.segmenter import Segmenter
+    from ichseg.segmentation.segmenter import Segmenter
 
 
 class Worker:
@@ -53,7 +53,7 @@ class Worker:
         timings["results_s"] = time.perf_counter() - started - timings["read_s"] - timings["segment_s"]
         state = self.store.finish(claim, paths)
         self.log.event("case_done", series=claim.series_uid, generation=claim.generation, state=state,
-                       volume_ml=round(segmentation.volume_ml, 3), n_models=segmentation.ensemble.get("n_models"),
+                       volume_ml=round(segmentation.volume_ml, 3), n_models=segmentation.ensemble.n_models,
                        **{k: round(v, 3) for k, v in timings.items()},
                        since_quiet_end_s=round(time.time() - claim.quiet_end, 3))
 

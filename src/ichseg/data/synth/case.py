@@ -7,9 +7,15 @@ import numpy as np
 from ichseg.data.synth.anatomy import Head
 from ichseg.data.synth.lesions import draw_lesions
 from ichseg.data.synth.render import ct_noise, draw_grid, render, size_spec
-from ichseg.data.synth.vocabulary import HEMORRHAGE_TYPES, NO_HEMORRHAGE_RATE, SyntheticCase, Tissue
+from ichseg.data.synth.vocabulary import (
+    HEMORRHAGE_TYPES,
+    NO_HEMORRHAGE_RATE,
+    SyntheticCase,
+    Tissue,
+)
 from ichseg.errors import InputError
 from ichseg.io.ctimage import CTImage
+
 
 def generate_case(seed: int, size: str = "small", hemorrhage: bool | None = None) -> SyntheticCase:
     """Draw one head CT (int16 HU) with its hemorrhage label; the same seed gives the same case.

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ichseg.data.synth.anatomy import (
-    LATERAL_VENTRICLES, MIDLINE_VENTRICLES, PUTAMEN, THALAMUS, Head, rotation,
+    LATERAL_VENTRICLES,
+    MIDLINE_VENTRICLES,
+    PUTAMEN,
+    THALAMUS,
+    Head,
+    rotation,
 )
 from ichseg.data.synth.slab import Slab
 from ichseg.data.synth.vocabulary import HEMORRHAGE_TYPES, Tissue

@@ -14,8 +14,15 @@ from ichseg.data.synth.anatomy import Head
 from ichseg.data.synth.lesions import Lesion
 from ichseg.data.synth.slab import Grid
 from ichseg.data.synth.tissues import anatomy_slab
-from ichseg.data.synth.vocabulary import HEMORRHAGE_TYPES, MAX_COVERAGE_MM, SIZES, SizeSpec, Tissue
+from ichseg.data.synth.vocabulary import (
+    HEMORRHAGE_TYPES,
+    MAX_COVERAGE_MM,
+    SIZES,
+    SizeSpec,
+    Tissue,
+)
 from ichseg.errors import InputError
+
 
 def size_spec(size: str) -> SizeSpec:
     try:

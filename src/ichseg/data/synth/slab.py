@@ -14,6 +14,7 @@ import numpy as np
 from ichseg.data.synth.anatomy import Ellipsoid, Head
 from ichseg.data.synth.vocabulary import Tissue
 
+
 @dataclass(frozen=True)
 class Grid:
     """The output grid and the finer (or, in-plane for ``full``, coarser) grid it is drawn on."""

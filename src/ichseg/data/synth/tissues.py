@@ -7,9 +7,24 @@ import math
 import numpy as np
 
 from ichseg.data.synth.anatomy import (
-    BRAINSTEM, CAUDATE_HEADS, CHOROID_CALCIFICATIONS, CISTERNS, DEEP_GREY, FORAMEN_MAGNUM, GLOBES,
-    LATERAL_VENTRICLES, MEDULLA, MIDLINE_VENTRICLES, NECK_LEVEL, ORBITS, PETROUS_RIDGES,
-    PINEAL_CALCIFICATION, SINUSES, Head, cranial_floor_height, tentorium_height,
+    BRAINSTEM,
+    CAUDATE_HEADS,
+    CHOROID_CALCIFICATIONS,
+    CISTERNS,
+    DEEP_GREY,
+    FORAMEN_MAGNUM,
+    GLOBES,
+    LATERAL_VENTRICLES,
+    MEDULLA,
+    MIDLINE_VENTRICLES,
+    NECK_LEVEL,
+    ORBITS,
+    PETROUS_RIDGES,
+    PINEAL_CALCIFICATION,
+    SINUSES,
+    Head,
+    cranial_floor_height,
+    tentorium_height,
 )
 from ichseg.data.synth.slab import Slab
 from ichseg.data.synth.vocabulary import Tissue

@@ -10,6 +10,7 @@ import numpy as np
 
 from ichseg.io.ctimage import CTImage
 
+
 class Tissue(IntEnum):
     """Tissue codes of :attr:`SyntheticCase.tissues` (the majority tissue of each voxel)."""
 

@@ -1,12 +1,13 @@
 """Batch prediction as a Ray Data pipeline: thousands of scans over the machines of a cluster.
 
 Three stages, one case per row and per block: reading and preprocessing on CPU workers
-(:func:`ichseg.segmenter.read_case` with a networks-free :class:`ichseg.model_set.CasePreparer`),
+(:func:`ichseg.segmentation.segmenter.read_case` with a networks-free
+:class:`ichseg.model.networks.CasePreparer`),
 the ensemble on a pool of model actors, each holding the folder's networks, loaded once, on its
-GPU (or CPUs) (:meth:`ichseg.segmenter.Segmenter.ensemble_case`), and finishing and writing on CPU
-workers (:func:`ichseg.segmenter.write_case`). These are the local route's own steps, so the files
+GPU (or CPUs) (:meth:`ichseg.segmentation.segmenter.Segmenter.ensemble_case`), and finishing and writing on CPU
+workers (:func:`ichseg.batch.runner.write_case`). These are the local route's own steps, so the files
 are the same; the batch's start and end (resume, CSV, overview) are the local route's too
-(:func:`ichseg.segmenter.start_batch`, :func:`ichseg.segmenter.end_batch`). Ray Data streams the
+(:func:`ichseg.batch.runner.start_batch`, :func:`ichseg.batch.runner.end_batch`). Ray Data streams the
 rows with a cap on the tasks of each stage, so a stage that runs ahead waits (back-pressure) and
 memory does not grow with the number of cases. A case that fails is listed and the others go on.
 
@@ -26,22 +27,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ichseg.batch.plan import BatchPlan
+from ichseg.batch.runner import PredictionResult, end_batch, start_batch, write_case
 from ichseg.distributed.cluster import RayAddress, cluster_cpus, cluster_gpus, connect
-from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import IchsegError
-from ichseg.io.inputs import InputScan
+from ichseg.model.folder import ModelFolder
 from ichseg.progress import make_progress
 from ichseg.report.options import OutputOptions
-from ichseg.run_manifest import Run
-from ichseg.segmenter import (
-    PredictionResult,
-    Segmenter,
-    end_batch,
-    folder_rule,
-    read_case,
-    start_batch,
-    write_case,
-)
+from ichseg.segmentation.segmenter import ReadOptions, Segmenter, folder_rule, read_case
+from ichseg.segmentation.settings import InferenceSettings
 
 #: CPUs per model actor on a cluster without GPUs, by default: torch's threads share them, and each
 #: actor holds every network of the folder in memory, so many small actors would cost memory.
@@ -54,21 +48,13 @@ _CPU_TASKS_PER_ACTOR = 2
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """What a worker needs to load the model set: the folder, the models, the inference settings."""
+    """What a worker needs to load the model set: the folder and the inference settings."""
 
     model_dir: Path
-    groups: tuple[str, ...] | None
-    folds: tuple[int | str, ...] | None
-    ensemble: EnsembleSpec
-    mirroring: bool = True
-    step_size: float = 0.5
-    postprocess: bool = True
-    verbose: bool = False
+    settings: InferenceSettings
 
     def load(self, device: str) -> Segmenter:
-        return Segmenter.load(self.model_dir, device=device, groups=self.groups, folds=self.folds,
-                              ensemble=self.ensemble, mirroring=self.mirroring, step_size=self.step_size,
-                              postprocess=self.postprocess, verbose=self.verbose)
+        return Segmenter.load(self.model_dir, self.settings, device=device)
 
 
 @dataclass(frozen=True)
@@ -77,24 +63,25 @@ class CaseSettings:
 
     output_dir: Path
     options: OutputOptions
-    series: str | None = None
-    accept_intensities: bool = False
+    read: ReadOptions = ReadOptions()
 
 
-def predict_on_ray(model: ModelRequest, scan: InputScan, run: Run, settings: CaseSettings, *,
-                   address: RayAddress = None, device: str = "auto", workers: int | None = None,
-                   progress: bool = True) -> PredictionResult:
-    """Segment ``scan``'s cases on a Ray cluster into ``run``'s folder; the local route's result.
+def predict_on_ray(plan: BatchPlan, *, address: RayAddress = None, device: str = "auto",
+                   workers: int | None = None, progress: bool = True) -> PredictionResult:
+    """Segment a checked batch (:func:`ichseg.batch.plan.plan_batch`) on a Ray cluster; the local
+    route's result.
 
     ``workers``: model actors (default: one per GPU of the cluster, else one per
     :data:`CPUS_PER_ACTOR` CPUs); ``device`` "cpu" keeps the networks on CPUs even where the
     cluster has GPUs.
     """
     ray = connect(address)
-    result, cases, options = start_batch(scan, run, settings.options)
+    run = plan.run
+    result, cases, options = start_batch(plan.scan, run, plan.options)
     if cases:
         run.start()
-        settings = CaseSettings(run.output_dir, options, settings.series, settings.accept_intensities)
+        model = ModelRequest(plan.folder.path, plan.settings)
+        settings = CaseSettings(run.output_dir, options, plan.read)
         rows = _pipeline(ray, model, cases, settings, device, workers).iter_rows()
         _collect(rows, cases, result, progress)
     return end_batch(result, run)
@@ -148,28 +135,24 @@ def _collect(rows: Iterable[dict[str, Any]], cases: Sequence[Path], result: Pred
 
 
 @functools.cache
-def _preparer(model_dir: Path, groups: tuple[str, ...] | None, folds: tuple[int | str, ...] | None) -> Any:
+def _preparer(model: ModelRequest) -> Any:
     """The model set's preprocessing, once per worker process (no network is loaded)."""
-    from ichseg.model_set import CasePreparer
-    from ichseg.models import ModelFolder
+    from ichseg.model.networks import CasePreparer
 
-    folder = ModelFolder.open(model_dir)
-    return CasePreparer(folder, folder.select(groups, folds))
+    folder = ModelFolder.open(model.model_dir)
+    return CasePreparer(folder, model.settings.select(folder))
 
 
 @functools.cache
 def _rule(model: ModelRequest) -> Any:
     """The folder's postprocessing rule, once per worker process (None: none applies)."""
-    from ichseg.models import ModelFolder
-
-    return folder_rule(ModelFolder.open(model.model_dir), model.postprocess)
+    return folder_rule(ModelFolder.open(model.model_dir), model.settings.postprocess)
 
 
 def _read_stage(row: dict[str, Any], *, model: ModelRequest, settings: CaseSettings) -> dict[str, Any]:
     try:
-        preparer = _preparer(model.model_dir, model.groups, model.folds)
-        warnings, loaded = read_case(Path(row["path"]), prepare=preparer.prepare, series=settings.series,
-                                     accept_intensities=settings.accept_intensities)
+        preparer = _preparer(model)
+        warnings, loaded = read_case(Path(row["path"]), prepare=preparer.prepare, read=settings.read)
     except IchsegError as error:
         return _failed(row, error)
     return {**row, "warnings": json.dumps(warnings), "payload": pickle.dumps(loaded, protocol=5), "error": ""}

@@ -22,9 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from ichseg.errors import IchsegError, ModelError
-from ichseg.layout import FINAL_CHECKPOINT, FOLD_PREFIX, fold_folder_name, fold_of_folder
+from ichseg.layout import (
+    FINAL_CHECKPOINT,
+    FOLD_PREFIX,
+    final_checkpoint,
+    fold_of_folder,
+)
 from ichseg.preprocessing.pipeline import CTPreprocessing
 from ichseg.recipes import MAX_FOLDS, Recipe
+from ichseg.workspace import Workspace, WorkspaceLike
 
 MODEL_FILE = "ichseg_model.json"
 POSTPROCESSING_FILE = "postprocessing.json"
@@ -64,7 +70,7 @@ class TrainedModel:
 
     @property
     def checkpoint(self) -> Path:
-        return self.nnunet_folder / fold_folder_name(self.fold) / FINAL_CHECKPOINT
+        return final_checkpoint(self.nnunet_folder, self.fold)
 
 
 @dataclass(frozen=True)
@@ -172,3 +178,13 @@ def _require_json(path: Path) -> None:
         json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelError(f"{path}: unreadable ({error})") from None
+
+
+def resolve_model(model: str | Path | None = None, *, dataset: str | None = None, recipe: str | None = None,
+                  workspace: WorkspaceLike = None) -> ModelFolder:
+    """A model folder given directly, or the workspace's model of ``dataset`` and ``recipe``."""
+    if model is not None:
+        return ModelFolder.open(model)
+    if dataset is None:
+        raise ModelError("give a model folder (--model DIR) or a data set (--dataset NAME) whose model to use")
+    return ModelFolder.open(Workspace.coerce(workspace).model_dir(dataset, recipe or "nnunet"))

@@ -9,14 +9,21 @@ from pathlib import Path
 
 import torch
 
+from ichseg import layout
 from ichseg.atomic import write_json
 from ichseg.engine.checkpoint import load_checkpoint
 from ichseg.engine.environment import captured_output, nnunet_paths, quiet_warnings
 from ichseg.engine.planning import require_plans
 from ichseg.engine.trainer import IchsegTrainer, TrainerParams
-from ichseg.layout import FINAL_CHECKPOINT, LATEST_CHECKPOINT, fold_folder_name, nnunet_model_folder
+from ichseg.layout import (
+    FINAL_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    fold_folder_name,
+    nnunet_model_folder,
+)
 from ichseg.progress import TrainingEpoch
 from ichseg.workspace import Workspace
+
 
 def train_model(workspace: Workspace, folder_name: str, plans_name: str, configuration: str,
                 fold: int | str, params: TrainerParams, output_root: Path, device: torch.device,
@@ -28,7 +35,7 @@ def train_model(workspace: Workspace, folder_name: str, plans_name: str, configu
     ``checkpoint_latest.pth`` was interrupted and continues from that epoch.
     """
     plans = require_plans(workspace, folder_name, plans_name, configuration)
-    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
+    fold_dir = layout.fold_dir(nnunet_model_folder(output_root, folder_name, plans_name, configuration), fold)
     if (fold_dir / FINAL_CHECKPOINT).is_file():
         return fold_dir
     dataset_json = json.loads((workspace.preprocessed / folder_name / "dataset.json").read_text())
@@ -67,7 +74,7 @@ def training_state(output_root: Path, folder_name: str, plans_name: str, configu
                    fold: int | str) -> tuple[bool, int | None]:
     """Whether a model is finished, and if not, the epochs its latest checkpoint holds (None when
     it has saved none): what a resumed training starts from."""
-    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
+    fold_dir = layout.fold_dir(nnunet_model_folder(output_root, folder_name, plans_name, configuration), fold)
     if (fold_dir / FINAL_CHECKPOINT).is_file():
         return True, None
     if not (fold_dir / LATEST_CHECKPOINT).is_file():
@@ -87,7 +94,7 @@ def save_untrained_model(workspace: Workspace, folder_name: str, plans_name: str
     rather than all near 0.5, as they are with initial weights. Returns the fold folder; one that
     holds a final checkpoint already is left alone.
     """
-    fold_dir = nnunet_model_folder(output_root, folder_name, plans_name, configuration) / fold_folder_name(fold)
+    fold_dir = layout.fold_dir(nnunet_model_folder(output_root, folder_name, plans_name, configuration), fold)
     if (fold_dir / FINAL_CHECKPOINT).is_file():
         return fold_dir
     plans = dict(require_plans(workspace, folder_name, plans_name, configuration), continue_training=False)

@@ -24,7 +24,7 @@ from ichseg.errors import IchsegError, OutputExistsError
 
 if TYPE_CHECKING:
     from ichseg.ensemble.spec import EnsembleSpec
-    from ichseg.models import ModelFolder, TrainedModel
+    from ichseg.model.folder import ModelFolder, TrainedModel
     from ichseg.report.options import OutputOptions
 
 MANIFEST_FILE = "ichseg_run.json"

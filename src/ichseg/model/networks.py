@@ -9,15 +9,26 @@ be prepared while the networks work on this one. Probabilities come back in the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from ichseg.engine.inference import CasePreprocessor, PreprocessedCase, PreprocessingKey, TrainedNetwork
+from ichseg.engine.inference import (
+    CasePreprocessor,
+    PreprocessedCase,
+    PreprocessingKey,
+    TrainedNetwork,
+)
+from ichseg.engine.plans import ModelJson, read_model_json
 from ichseg.errors import ModelError
 from ichseg.io.ctimage import CTImage
-from ichseg.models import ModelFolder, TrainedModel
+from ichseg.model.folder import ModelFolder, TrainedModel
+
+if TYPE_CHECKING:
+    from ichseg.segmentation.settings import InferenceSettings
 
 
 @dataclass(frozen=True)
@@ -34,11 +45,16 @@ class CasePreparer:
     """A model set's preprocessing without its networks (no weights, no GPU), so that CPU workers
     can prepare cases for networks that run in another process or on another machine."""
 
-    def __init__(self, folder: ModelFolder, models: Sequence[TrainedModel]) -> None:
+    def __init__(self, folder: ModelFolder, models: Sequence[TrainedModel],
+                 model_json: Mapping[Path, ModelJson] | None = None) -> None:
+        """``model_json``: each model's plans.json and dataset.json by nnU-Net folder, when read
+        already (:func:`read_model_jsons`)."""
+        model_json = model_json if model_json is not None else read_model_jsons(models)
         self.preprocessing = folder.preprocessing
         self.preprocessors: dict[PreprocessingKey, CasePreprocessor] = {}
         for model in models:
-            preprocessor = CasePreprocessor.from_folder(model.nnunet_folder, model.configuration)
+            plans, dataset_json = model_json[model.nnunet_folder]
+            preprocessor = CasePreprocessor(plans, model.configuration, dataset_json)
             self.preprocessors.setdefault(preprocessor.preprocessing_key, preprocessor)
 
     def prepare(self, image: CTImage) -> PreparedCase:
@@ -58,15 +74,21 @@ class ModelOutput:
 class ModelSet:
     """The networks of ``models`` (see :meth:`ModelFolder.select`), loaded onto ``device``."""
 
-    def __init__(self, folder: ModelFolder, models: Sequence[TrainedModel], device: torch.device, *,
-                 use_mirroring: bool = True, tile_step_size: float = 0.5, verbose: bool = False) -> None:
+    def __init__(self, folder: ModelFolder, models: Sequence[TrainedModel], device: torch.device,
+                 settings: InferenceSettings | None = None) -> None:
+        """``settings`` (default: mirroring on, step 0.5) give the sliding window's options; the
+        models themselves are ``models``. Each nnU-Net folder's JSON files are read once."""
+        mirroring, step_size, verbose = ((settings.mirroring, settings.step_size, settings.verbose)
+                                         if settings is not None else (True, 0.5, False))
+        model_json = read_model_jsons(models)
         self.folder = folder
         self.device = device
         self.preprocessing = folder.preprocessing
-        self.preparer = CasePreparer(folder, models)
+        self.preparer = CasePreparer(folder, models, model_json)
         self.models: list[TrainedModel] = list(models)
-        self.networks = [TrainedNetwork(m.nnunet_folder, m.fold, device, use_mirroring=use_mirroring,
-                                        tile_step_size=tile_step_size, verbose=verbose) for m in self.models]
+        self.networks = [TrainedNetwork(m.nnunet_folder, m.fold, device, model_json[m.nnunet_folder],
+                                        use_mirroring=mirroring, tile_step_size=step_size, verbose=verbose)
+                         for m in self.models]
         keys = {n.preprocessing_key[:2] for n in self.networks}
         if len(keys) > 1:
             raise ModelError(f"{folder.path}: models were planned on different data sets or plans {sorted(keys)}")
@@ -85,3 +107,9 @@ class ModelSet:
         for model, network in zip(self.models, self.networks):
             probability = network.foreground_probability(case.inputs[network.preprocessing_key])
             yield ModelOutput(model.group, model.fold, self.preprocessing.revert_array(probability))
+
+
+def read_model_jsons(models: Sequence[TrainedModel]) -> dict[Path, ModelJson]:
+    """Each model's plans.json and dataset.json, read once per nnU-Net folder (the folds of a
+    group share one)."""
+    return {folder: read_model_json(folder) for folder in dict.fromkeys(m.nnunet_folder for m in models)}

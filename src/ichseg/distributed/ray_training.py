@@ -1,8 +1,8 @@
 """A recipe's models trained as Ray tasks: one (group, fold) per task, as many at once as fit.
 
 The driver prepares the model folder (its description written once, before any task, so that no
-two tasks write it) and submits every model of :func:`ichseg.training.prepare_training`'s plan.
-Each task is :func:`ichseg.training.run_job`, the same step the local route runs, so a model keeps
+two tasks write it) and submits every model of :func:`ichseg.training.jobs.prepare_training`'s plan.
+Each task is :func:`ichseg.training.jobs.run_job`, the same step the local route runs, so a model keeps
 its guarantees: it resumes from its latest checkpoint, is skipped once finished and writes its
 out-of-fold predictions. A task whose worker process or machine dies is retried by Ray and resumes
 from the checkpoint its first attempt saved; a model that fails for a real reason (an exception)
@@ -21,10 +21,16 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ichseg.distributed.cluster import RayAddress, cluster_cpus, cluster_gpus, connect
+from ichseg.distributed.cluster import (
+    RayAddress,
+    cluster_cpus,
+    cluster_gpus,
+    connect,
+    require_ray,
+)
 from ichseg.errors import IchsegError, first_line
-from ichseg.models import ModelFolder
-from ichseg.training import JobOutcome, ModelJob, TrainingPlan, run_job
+from ichseg.model.folder import ModelFolder
+from ichseg.training.jobs import JobOutcome, ModelJob, TrainingPlan, run_job
 
 #: Retries of a model whose worker died (a killed process, a lost node); its checkpoint is kept.
 MAX_RETRIES = 3
@@ -57,6 +63,23 @@ class ModelsFailedError(IchsegError):
         self.failures = failures
         listed = "; ".join(f"{name}: {message}" for name, message in failures)
         super().__init__(f"{len(failures)} of {total} model(s) failed ({listed})")
+
+
+@dataclass(frozen=True)
+class RayRunner:
+    """A :class:`~ichseg.training.jobs.TrainingRunner` on Ray: ``address`` (True: a local
+    instance; 'auto', HOST:PORT or ray://HOST:10001: that cluster); ``quiet`` drops the progress lines."""
+
+    address: RayAddress = True
+    verbose: bool = False
+    quiet: bool = False
+
+    def check(self) -> None:
+        require_ray()
+
+    def run(self, plan: TrainingPlan) -> ModelFolder:
+        return train_on_ray(plan, self.address, verbose=self.verbose,
+                            report=(lambda event: None) if self.quiet else None)
 
 
 def train_on_ray(plan: TrainingPlan, address: RayAddress = None, *, verbose: bool = False,

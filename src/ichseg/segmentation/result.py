@@ -1,0 +1,51 @@
+"""What segmenting a case gives, in memory: below both the segmenter that makes it and the writers
+that turn it into files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ichseg.clinical.measures import CaseMeasures, case_measures
+from ichseg.ensemble.info import EnsembleInfo
+from ichseg.io.ctimage import CTImage
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One case's result, in the geometry of the input as given.
+
+    ``mask`` holds 0/1 (uint8) and ``votes`` the number of models marking each voxel (0..C);
+    ``ensemble`` describes how the models were combined (strategy, C, HR, branch of the rule) and
+    ``postprocessing`` what the model folder's component rule removed (None without a rule);
+    ``warnings`` what the intensity checks found unusual yet possible.
+    """
+
+    image: CTImage
+    mask: CTImage
+    votes: CTImage
+    ensemble: EnsembleInfo
+    postprocessing: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def volume_ml(self) -> float:
+        return float(np.count_nonzero(self.mask.array)) * self.mask.voxel_volume_ml
+
+    def measures(self) -> CaseMeasures:
+        """Volume, ABC/2, components and slices (as in the case's JSON)."""
+        return case_measures(self.mask.array, self.mask.spacing)
+
+
+@dataclass(frozen=True)
+class EnsembledCase:
+    """One case's ensemble on the canonical grid, before it goes back to the input's geometry."""
+
+    image: CTImage
+    canonical: CTImage
+    mask: np.ndarray
+    votes: np.ndarray
+    ensemble: EnsembleInfo

@@ -1,0 +1,188 @@
+"""A trained model folder held in memory: CT in, segmentation out, no file written.
+
+:class:`Segmenter` loads the networks once (:meth:`Segmenter.load`); :meth:`Segmenter.segment`
+turns one CT (a :class:`CTImage`, a bare array with its spacing, or a file / DICOM folder) into a
+:class:`~ichseg.segmentation.result.Segmentation` in the input's own geometry. A batch
+(:mod:`ichseg.batch`) runs the same steps per case, so a mask in memory equals, voxel for voxel,
+the mask ``ichseg predict`` writes.
+
+Steps per case, each a function below so that every route (one process, a Ray cluster) calls the
+same ones: :func:`read_case` (read, turn to the canonical orientation, preprocess once per
+configuration), :meth:`Segmenter.ensemble_case` (every model's probability into running sums, the
+ensemble rule), :func:`finish_case` (back to the input's orientation, the model folder's
+postprocessing rule). What passes between them is plain data (arrays, CPU tensors), which can
+travel between processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from ichseg.ensemble.info import EnsembleInfo
+from ichseg.ensemble.spec import EnsembleSpec
+from ichseg.errors import InputError
+from ichseg.io.hu_checks import check_intensities
+from ichseg.io.image import CTImage, load_image
+from ichseg.model.folder import ModelFolder
+from ichseg.segmentation.result import EnsembledCase, Segmentation
+from ichseg.segmentation.settings import InferenceSettings
+
+if TYPE_CHECKING:  # imported at run time only where used: they load torch and nnU-Net
+    from ichseg.postprocessing.rules import Rule
+
+
+class ModelOutputLike(Protocol):
+    probability: Any
+
+
+class ModelSetLike(Protocol):
+    """What a :class:`Segmenter` needs of its models (``ichseg.model.networks.ModelSet``, or a fake)."""
+
+    def __len__(self) -> int: ...
+
+    def prepare(self, image: CTImage) -> Any: ...
+
+    def probabilities(self, prepared: Any) -> Iterable[ModelOutputLike]: ...
+
+
+class Segmenter:
+    """A model set, an ensemble rule and a postprocessing rule, ready for many cases."""
+
+    def __init__(self, models: ModelSetLike, ensemble: EnsembleSpec | None = None,
+                 rule: Rule | None = None) -> None:
+        self.models = models
+        self.ensemble = ensemble or EnsembleSpec()
+        self.ensemble.check_models(len(models))
+        self.rule = rule
+
+    @classmethod
+    def load(cls, model_dir: str | Path, settings: InferenceSettings = InferenceSettings(), *,
+             device: str = "auto") -> Segmenter:
+        """Load the folder's networks (those ``settings`` select) onto ``device``.
+
+        The ensemble defaults to the recipe's; the folder's saved postprocessing rule applies
+        unless ``settings.postprocess`` is false. The folder is checked as ``ichseg predict``
+        checks it (complete, checkpoints whole, the ensemble fits the models) before torch loads.
+        """
+        folder = ModelFolder.open(model_dir)
+        selected = settings.select(folder)
+        folder.check_files(selected)
+        ensemble = settings.ensemble_for(folder)
+        ensemble.check_models(len(selected))
+        rule = folder_rule(folder, settings.postprocess)
+
+        from ichseg.engine import resolve_device
+        from ichseg.model.networks import ModelSet
+
+        return cls(ModelSet(folder, selected, resolve_device(device), settings), ensemble, rule)
+
+    def segment(self, image: CTImage | np.ndarray | str | Path,
+                spacing: Sequence[float] | None = None, *, series: str | None = None,
+                accept_intensities: bool = False) -> Segmentation:
+        """Segment one CT in memory.
+
+        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file or DICOM
+        series folder; ``series`` picks a SeriesInstanceUID), or a bare array of Hounsfield units.
+        A bare array is indexed (z, y, x) — slices first, then rows, then columns — with
+        ``spacing`` (z, y, x) in mm, and is taken to lie in the canonical LPS orientation with an
+        identity direction: x runs to the patient's left, y to posterior, z to superior. The
+        result's arrays have the input's shape and orientation. A CT that cannot be in Hounsfield
+        units is refused (:class:`ichseg.errors.IntensityError`) unless ``accept_intensities``.
+        """
+        source = as_image(image, spacing, series)
+        warnings = check_intensities(source, accept=accept_intensities)
+        canonical = source.reoriented()
+        segmentation = finish_case(self.ensemble_case(source, canonical, self.models.prepare(canonical)), self.rule)
+        return replace(segmentation, warnings=tuple(warnings))
+
+    def ensemble_case(self, image: CTImage, canonical: CTImage, prepared: Any) -> EnsembledCase:
+        """Every model on the device, combined from running sums into one mask (a case's stage
+        on the device, between :func:`read_case` and :func:`finish_case`)."""
+        from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
+
+        accumulator = EnsembleAccumulator(canonical.shape)
+        for output in self.models.probabilities(prepared):
+            accumulator.add(output.probability)
+        result = ensemble_mask(self.ensemble.strategy, accumulator, **self.ensemble.params())
+        info = (EnsembleInfo(result.strategy, result.n_models, result.hr, result.rule, result.params)
+                if result.n_models > 1 else EnsembleInfo.single_model())
+        return EnsembledCase(image, canonical, _numpy(result.mask).astype(np.uint8),
+                             _numpy(accumulator.votes).astype(np.uint8), info)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How each input of a batch is read: which DICOM series of a folder (a SeriesInstanceUID),
+    and whether CTs that do not look like Hounsfield units are segmented (with a warning)."""
+
+    series: str | None = None
+    accept_intensities: bool = False
+
+
+def read_case(path: Path, *, prepare: Callable[[CTImage], Any],
+              read: ReadOptions = ReadOptions()) -> tuple[list[str], tuple[CTImage, CTImage, Any]]:
+    """Intensity warnings, and the input as loaded, the same in the canonical orientation, and
+    that preprocessed by ``prepare`` (a model set's, or its networks-free ``CasePreparer``'s)."""
+    image = as_image(path, None, read.series)
+    warnings = check_intensities(image, accept=read.accept_intensities)
+    canonical = image.reoriented()
+    return warnings, (image, canonical, prepare(canonical))
+
+
+def finish_case(case: EnsembledCase, rule: Rule | None) -> Segmentation:
+    """Back to the input's geometry, postprocessed by the folder's rule."""
+    from ichseg.postprocessing import apply_rule
+
+    image = case.image
+    mask = to_input_geometry(case.canonical, case.mask, image)
+    votes = to_input_geometry(case.canonical, case.votes, image)
+    postprocessing = None
+    if rule is not None:
+        mask, postprocessing = apply_rule(mask, image.spacing, rule)
+    return Segmentation(image, image.with_array(mask.astype(np.uint8)), image.with_array(votes),
+                        case.ensemble, postprocessing)
+
+
+def folder_rule(folder: ModelFolder, postprocess: bool = True) -> Rule | None:
+    """The model folder's saved postprocessing rule, when there is one and ``postprocess``."""
+    from ichseg.postprocessing import load_rule
+
+    return load_rule(folder.postprocessing_file) if postprocess and folder.postprocessing_file.is_file() else None
+
+
+def as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float] | None,
+             series: str | None) -> CTImage:
+    """A CT given as a :class:`CTImage`, a path (``series``: which DICOM series of a folder), or a
+    bare (z, y, x) array of HU with its spacing (canonical orientation)."""
+    if isinstance(image, CTImage):
+        return image
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if series is None or path.is_file():
+            return load_image(path)
+        from ichseg.io.dicom import load_dicom_series
+
+        return load_dicom_series(path, series)
+    array = np.asarray(image)
+    if array.ndim != 3:
+        raise InputError(f"a CT array must be 3D (z, y, x), got shape {array.shape}")
+    if spacing is None or len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(f"a bare CT array needs its spacing: three positive (z, y, x) sizes in mm, got {spacing!r}")
+    return CTImage(array, (float(spacing[0]), float(spacing[1]), float(spacing[2])))
+
+
+def to_input_geometry(canonical: CTImage, array: np.ndarray, original: CTImage) -> np.ndarray:
+    """An array on the canonical grid, permuted and flipped back onto the input's grid."""
+    back = canonical.with_array(array).reoriented(original.orientation)
+    if back.shape != original.shape:
+        raise RuntimeError(f"reorientation changed the shape {original.shape} -> {back.shape}")
+    return back.array
+
+
+def _numpy(array: Any) -> np.ndarray:
+    return array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
