@@ -1,7 +1,7 @@
 """ichseg's prediction against nnU-Net's own route on the same checkpoints, where resampling matters.
 
 The models are nnU-Net checkpoints with initial weights and a scaled output layer
-(:func:`ichseg.training.untrained_model`): their probabilities are decided and spatially busy, so
+(:func:`ichseg.testing.untrained_model`): their probabilities are decided and spatially busy, so
 every boundary shows a resampling difference. The case's spacing (5 × 1.2 × 1.2 mm) is far from the
 plans' (tiny phantoms: about 9 × 3.6 × 3.6 mm) and it has a zero border that nnU-Net crops away, so
 the prediction goes through cropping, resampling to the plans' spacing, and nnU-Net's separate-z
@@ -17,7 +17,9 @@ import pytest
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.label_handling.label_handling import (
+    determine_num_input_channels,
+)
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from scipy.ndimage import zoom
 
@@ -25,15 +27,17 @@ from ichseg.engine import inference
 from ichseg.engine.plans import read_model_json
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.io.image import CTImage, load_image
-from ichseg.model_set import ModelSet
+from ichseg.model.networks import ModelSet
 from ichseg.recipes import load_recipe
-from ichseg.segmenter import Segmenter
-from ichseg.training import untrained_model
+from ichseg.segmentation.segmenter import Segmenter
+from ichseg.segmentation.settings import InferenceSettings
+from ichseg.testing import untrained_model
 
 pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
 #: Where nnU-Net's probability is this close to 0.5, float rounding may tip a mask either way.
 COIN_TOSS = 1e-4
+NO_MIRRORING = InferenceSettings(mirroring=False)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +51,12 @@ def case(planned_tiny) -> CTImage:
     return CTImage(array, (5.0, 1.2, 1.2), source.origin, source.direction)
 
 
-@pytest.fixture(autouse=True)
-def nnunets_norms(request, monkeypatch) -> None:
-    """ichseg's networks keep nnU-Net's instance norms here (on the CPU it swaps them for group
-    norms, the same function by faster kernels, see the last test): every other step must then
-    give nnU-Net's numbers to float32 rounding."""
-    if "group_norms" not in request.node.name:
-        monkeypatch.setattr(inference, "group_norms_for_instance_norms", lambda network: None)
+@pytest.fixture
+def nnunets_norms(monkeypatch) -> None:
+    """ichseg's networks keep nnU-Net's instance norms (on the CPU it swaps them for group norms,
+    the same function by faster kernels, see the last test): every other step must then give
+    nnU-Net's numbers to float32 rounding."""
+    monkeypatch.setattr(inference, "group_norms_for_instance_norms", lambda network: None)
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +115,9 @@ def assert_same_masks(ours: np.ndarray, reference: np.ndarray, name: str) -> Non
     assert dice >= 0.999, f"{name}: Dice {dice}"
 
 
+@pytest.mark.usefixtures("nnunets_norms")
 def test_each_model_gives_nnunets_probabilities_on_a_resampled_cropped_case(models, case):
-    model_set = ModelSet(models, models.select(), CPU, use_mirroring=False)
+    model_set = ModelSet(models, models.select(), CPU, NO_MIRRORING)
     assert {m.configuration for m in model_set.models} == {"3d_fullres", "2d"}
     prepared = model_set.prepare(case)
     for model, network, output in zip(model_set.models, model_set.networks, model_set.probabilities(prepared)):
@@ -121,8 +125,9 @@ def test_each_model_gives_nnunets_probabilities_on_a_resampled_cropped_case(mode
         assert_same_masks(output.probability.numpy(), nnunet_probability(network, case), model.configuration)
 
 
+@pytest.mark.usefixtures("nnunets_norms")
 def test_an_ensemble_gives_nnunets_per_model_probabilities_combined(models, case):
-    segmenter = Segmenter.load(models.path, device="cpu", mirroring=False, ensemble=EnsembleSpec("mean"))
+    segmenter = Segmenter.load(models.path, InferenceSettings(ensemble=EnsembleSpec("mean"), mirroring=False), device="cpu")
     segmentation = segmenter.segment(case)
     each = [nnunet_probability(n, case) for n in segmenter.models.networks]
     reference = np.mean(each, axis=0)
@@ -135,11 +140,12 @@ def test_an_ensemble_gives_nnunets_per_model_probabilities_combined(models, case
     assert np.array_equal(segmentation.votes.array[~near], votes[~near])
 
 
+@pytest.mark.usefixtures("nnunets_norms")
 def test_padded_windowed_route_equals_nnunet_on_the_padded_image_with_the_pads_removed(planned_tiny_liangwei, case):
     _, ws = planned_tiny_liangwei
     recipe = dataclasses.replace(load_recipe("liangwei2022"), name="liangwei-untrained")
     folder = untrained_model("tiny", recipe, workspace=ws, folds=[0], logit_scale=30.0)
-    model_set = ModelSet(folder, folder.select(), CPU, use_mirroring=False)
+    model_set = ModelSet(folder, folder.select(), CPU, NO_MIRRORING)
     (output,) = model_set.probabilities(model_set.prepare(case))
     windowed = model_set.preprocessing.apply(case)
     assert windowed.shape[0] == case.shape[0] + 2
@@ -147,12 +153,15 @@ def test_padded_windowed_route_equals_nnunet_on_the_padded_image_with_the_pads_r
     assert_same_masks(output.probability.numpy(), reference, "liangwei2022")
 
 
+@pytest.mark.usefixtures("nnunets_norms")
 def test_preprocessing_equals_nnunets_default_preprocessor(models, case):
     """ichseg prepares cases without nnU-Net's preprocessor class (its module imports the training
     data loaders); the arrays and properties must be the class's own."""
-    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import (
+        DefaultPreprocessor,
+    )
 
-    model_set = ModelSet(models, models.select(), CPU, use_mirroring=False)
+    model_set = ModelSet(models, models.select(), CPU, NO_MIRRORING)
     prepared = model_set.prepare(case)
     for network in model_set.networks:
         expected, _, properties = DefaultPreprocessor(verbose=False).run_case_npy(
@@ -165,17 +174,31 @@ def test_preprocessing_equals_nnunets_default_preprocessor(models, case):
             assert tuple(ours.properties[key]) == tuple(properties[key]), key
 
 
+#: Roundings to float16 a logit goes through between the network and the probability: one per
+#: overlapping tile added to nnU-Net's accumulator (at most 2**3 at step 0.5 in 3D), the division by
+#: the summed weights, and the float16 result of the export resampling.
+FLOAT16_ROUNDINGS = 2 ** 3 + 2
+#: One float16 rounding moves a value by at most one unit in its last place: 2**-10 of it.
+FLOAT16_ULP = 2.0 ** -10
+
+
 def test_group_norms_on_the_cpu_keep_nnunets_masks(models, case):
     """On the CPU the networks' instance norms are group norms (one channel per group): the same
-    function, rounded differently in float32. nnU-Net accumulates logits in float16, so with the
-    large logits of these models a last-bit difference can move a probability by a float16 step
-    (up to about 1e-2 here, on under 0.02 % of voxels); the masks must stay nnU-Net's."""
-    model_set = ModelSet(models, models.select(groups=["3d_fullres"]), CPU, use_mirroring=False)
-    assert any(isinstance(m, torch.nn.GroupNorm) for m in model_set.networks[0].window.network.modules())
-    (output,) = model_set.probabilities(model_set.prepare(case))
-    ours, reference = output.probability.numpy(), nnunet_probability(model_set.networks[0], case)
-    difference = np.abs(ours - reference)
-    assert np.mean(difference > 1e-5) < 0.01 and np.mean(difference > 1e-3) < 2e-4
+    function, rounded differently in float32. nnU-Net accumulates logits in float16, so a last-bit
+    difference can tip any of the float16 roundings a logit goes through by one unit: each class's
+    logit by at most FLOAT16_ROUNDINGS x FLOAT16_ULP x its magnitude (bounded by the largest tile
+    logit, twice the largest averaged one here), the two-class softmax by a quarter of the change
+    of their difference. That bounds the probabilities; the masks must keep the Dice ≥ 0.999 that
+    ichseg promises against nnU-Net's own route."""
+    model_set = ModelSet(models, models.select(groups=["3d_fullres"]), CPU, NO_MIRRORING)
+    network = model_set.networks[0]
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in network.window.network.modules())
+    prepared = model_set.prepare(case)
+    largest_logit = 2 * float(network.window.logits(prepared.inputs[network.preprocessing_key].data).abs().max())
+    bound = 0.25 * 2 * FLOAT16_ROUNDINGS * FLOAT16_ULP * largest_logit
+    (output,) = model_set.probabilities(prepared)
+    ours, reference = output.probability.numpy(), nnunet_probability(network, case)
+    assert np.abs(ours - reference).max() <= bound, bound
     mask, expected = ours > 0.5, reference > 0.5
     dice = 2 * (mask & expected).sum() / (mask.sum() + expected.sum())
-    assert expected.sum() > 100 and dice >= 0.9999, dice
+    assert expected.sum() > 100 and dice >= 0.999, dice
