@@ -18,6 +18,7 @@ from ichseg.io.ctimage import CTImage
 from ichseg.io.nifti import save_image, save_mask
 from ichseg.progress import make_progress
 
+
 @dataclass(frozen=True)
 class CaseRecord:
     """One written case, as listed in ``cases.csv``."""
