@@ -8,8 +8,14 @@ from PIL import Image
 
 from ichseg.errors import InputError, OutputExistsError
 from ichseg.io.image import CTImage
-from ichseg.report.preview import (DPI, PANEL_INCHES, key_slice, montage_slices, save_case_grid,
-                                   save_montage)
+from ichseg.report.preview import (
+    DPI,
+    PANEL_INCHES,
+    key_slice,
+    montage_slices,
+    save_case_grid,
+    save_montage,
+)
 
 PANEL_PX = round(PANEL_INCHES * DPI)
 
@@ -101,6 +107,18 @@ def test_case_grid_has_one_captioned_panel_per_case(tmp_path):
     assert rgb.shape[1] == 4 * PANEL_PX  # at most four columns
     assert 2 * PANEL_PX < rgb.shape[0] < 3 * PANEL_PX  # two rows and their captions
     assert red_pixels(rgb).any()
+
+
+def test_case_grid_shows_the_slice_asked_for(tmp_path):
+    panel = (uniform_image(), square_mask(z=3), "case")
+    assert not red_pixels(read_rgb(save_case_grid([panel], tmp_path / "one.png", slices=[1]))).any()
+    assert red_pixels(read_rgb(save_case_grid([panel], tmp_path / "three.png", slices=[3]))).any()
+    assert red_pixels(read_rgb(save_case_grid([panel], tmp_path / "key.png", slices=[None]))).any()
+    with pytest.raises(InputError, match="slice 5 outside 0..4"):
+        save_case_grid([panel], tmp_path / "x.png", slices=[5])
+    with pytest.raises(InputError, match="2 slices for 1 panels"):
+        save_case_grid([panel], tmp_path / "x.png", slices=[1, 2])
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_existing_png_is_kept_unless_overwrite(tmp_path):

@@ -159,7 +159,7 @@ class Head:
             skin=skin,
             ripple=(rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), rng.uniform(0.0, 0.04)),
             scalp_mm=scalp,
-            temporalis_mm=rng.uniform(5.0, 10.0),
+            temporalis_mm=rng.uniform(6.0, 12.0),
             skull_mm=skull,
             base_mm=rng.uniform(4.5, 7.0),
             subarachnoid_mm=rng.uniform(0.8, 2.2),
@@ -186,8 +186,9 @@ class Head:
             lookalikes=LookAlikes.draw(lookalike_rng),
         )
 
-    def skin_radius(self, nu: np.ndarray, nv: np.ndarray, nw: np.ndarray) -> np.ndarray:
-        """Distance from the origin to the skin along the unit directions (nu, nv, nw)."""
+    def contour_radius(self, nu: np.ndarray, nv: np.ndarray, nw: np.ndarray) -> np.ndarray:
+        """Distance from the origin to the skin along the unit directions (nu, nv, nw), leaving
+        out the bulge of the temporalis muscles (see :meth:`temporalis_thickness`)."""
         a, b, up, down = self.skin
         inv_c2 = np.where(nw > 0, np.float32(1 / up**2), np.float32(1 / down**2))
         radius = 1.0 / np.sqrt(nu * nu / a**2 + nv * nv / b**2 + nw * nw * inv_c2)
@@ -196,13 +197,14 @@ class Head:
         return radius * (1.0 + r1 * nu * nv + r2 * nv * nw - r3 * anterior * anterior * anterior)
 
     def temporalis_thickness(self, nu: np.ndarray, nw: np.ndarray) -> np.ndarray:
-        """The temporalis muscle on the side of the head, thinning out at the temporal line."""
-        nu2 = nu * nu
-        return np.float32(self.temporalis_mm) * nu2 * nu2 * sigmoid((0.35 - nw) / np.float32(0.06))
-
-    def scalp_thickness(self, nu: np.ndarray, nw: np.ndarray) -> np.ndarray:
-        """Skin, fat and galea, and the temporalis muscle below them low on the sides."""
-        return self.scalp_mm + self.temporalis_thickness(nu, nw)
+        """The temporalis muscle between the scalp and the skull on the side of the head,
+        thinning out at the temporal line; it pushes the skin out, not the skull in."""
+        thickness = np.zeros(np.shape(nu), np.float32)
+        side = (np.abs(nu) > 0.3) & (nw < 0.6)  # elsewhere thinner than 0.1 mm
+        nu2 = nu[side] * nu[side]
+        thickness[side] = (np.float32(self.temporalis_mm) * nu2 * nu2
+                           * sigmoid((0.35 - nw[side]) / np.float32(0.06)))
+        return thickness
 
     def skull_thickness(self, nu: np.ndarray, nv: np.ndarray, nw: np.ndarray) -> np.ndarray:
         """Vault thickness: thicker frontally and occipitally, thinner over the temporal squama,
@@ -212,19 +214,21 @@ class Head:
 
     def frontal_sinus_extent(self, nu: np.ndarray, nv: np.ndarray, nw: np.ndarray) -> np.ndarray:
         """1 at the middle of the frontal sinus, falling to 0 a few centimetres around it."""
-        du, dv, dw = (c - np.float32(f) for c, f in zip((nu, nv, nw), FRONTAL_SINUS_DIRECTION))
-        return np.exp(-(du * du / np.float32(0.03) + (dv * dv + dw * dw) / np.float32(0.012)))
+        extent = np.zeros(np.shape(nu), np.float32)
+        front = nv < -0.6  # elsewhere below 1e-5
+        du, dv, dw = (c[front] - np.float32(f) for c, f in zip((nu, nv, nw), FRONTAL_SINUS_DIRECTION))
+        extent[front] = np.exp(-(du * du / np.float32(0.03) + (dv * dv + dw * dw) / np.float32(0.012)))
+        return extent
 
     def inner_radius(self, direction: np.ndarray) -> float:
         """Distance from the origin to the inner table along one unit direction."""
-        nu, nv, nw = (np.float32(c) for c in direction)
-        return float(self.skin_radius(nu, nv, nw) - self.scalp_thickness(nu, nw)
-                     - self.skull_thickness(nu, nv, nw))
+        nu, nv, nw = (np.array([c], np.float32) for c in direction)
+        return self.outer_radius(direction) - float(self.skull_thickness(nu, nv, nw)[0])
 
     def outer_radius(self, direction: np.ndarray) -> float:
         """Distance from the origin to the outer table along one unit direction."""
-        nu, nv, nw = (np.float32(c) for c in direction)
-        return float(self.skin_radius(nu, nv, nw) - self.scalp_thickness(nu, nw))
+        nu, nv, nw = (np.array([c], np.float32) for c in direction)
+        return float(self.contour_radius(nu, nv, nw)[0]) - self.scalp_mm
 
     def to_local(self, nominal: tuple[float, float, float]) -> np.ndarray:
         """Nominal landmark coordinates to this head's local coordinates."""
@@ -243,7 +247,7 @@ class Head:
     def world_half_extent(self) -> np.ndarray:
         """Half size of the head's bounding box along world (x, y, z), generously rounded up."""
         a, b, up, down = self.skin
-        axes = np.diag((a, b, max(up, down))) * (1.0 + sum(abs(r) for r in self.ripple))
+        axes = np.diag((a + self.temporalis_mm, b, max(up, down))) * (1.0 + sum(abs(r) for r in self.ripple))
         return np.sqrt(((self.rotation.T @ axes) ** 2).sum(axis=1)) + 2.0
 
 

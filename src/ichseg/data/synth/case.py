@@ -17,7 +17,6 @@ from ichseg.data.synth.render import Rendered, ct_noise, draw_grid, render, size
 from ichseg.data.synth.vocabulary import (
     HEMORRHAGE_TYPES,
     NO_HEMORRHAGE_RATE,
-    SKULL_DEFECTS,
     SyntheticCase,
     Tissue,
     subtype_value,
@@ -38,15 +37,7 @@ def generate_case(seed: int, size: str = "small", hemorrhage: bool | None = None
     the case is the one the seed draws without it.
     """
     spec = size_spec(size)
-    if seed < 0:
-        raise InputError(f"seed {seed}: must be zero or positive")
-    if skull_defect is not None and skull_defect not in SKULL_DEFECTS:
-        raise InputError(f"unknown skull defect '{skull_defect}' (choose from {', '.join(SKULL_DEFECTS)})")
-    rng = np.random.default_rng(seed)
-    head = Head.draw(rng, _stream(seed, _LOOKALIKE_STREAM))
-    if skull_defect is not None:
-        defect = SkullDefect.draw(skull_defect, _stream(seed, _DEFECT_STREAM), head.outer_radius)
-        head = dataclasses.replace(head, defect=defect)
+    head, rng = draw_head(seed, skull_defect)
     grid = draw_grid(rng, spec, head)
     bleeding = (rng.random() >= NO_HEMORRHAGE_RATE) if hemorrhage is None else hemorrhage
     for _attempt in range(8):
@@ -74,6 +65,18 @@ def generate_case(seed: int, size: str = "small", hemorrhage: bool | None = None
     volume_ml = float(label.sum()) * image.voxel_volume_ml
     return SyntheticCase(image, label.astype(np.uint8), typed, tissues, rendered.pure, types,
                          volume_ml)
+
+
+def draw_head(seed: int, skull_defect: str | None = None) -> tuple[Head, np.random.Generator]:
+    """The head of case ``seed``, and the generator that goes on to draw its grid and bleeds."""
+    if seed < 0:
+        raise InputError(f"seed {seed}: must be zero or positive")
+    rng = np.random.default_rng(seed)
+    head = Head.draw(rng, _stream(seed, _LOOKALIKE_STREAM))
+    if skull_defect is not None:
+        defect = SkullDefect.draw(skull_defect, _stream(seed, _DEFECT_STREAM), head.outer_radius)
+        head = dataclasses.replace(head, defect=defect)
+    return head, rng
 
 
 def _typed_label(rendered: Rendered, lesions: list[Lesion], label: np.ndarray) -> np.ndarray:

@@ -122,9 +122,12 @@ def _air_spaces(slab: Slab) -> None:
 
 def _orbits(slab: Slab) -> None:
     """Bony walls behind the globe's equator, fat, recti, optic nerve, globe and lens."""
+    walls = [shape.scaled(1.15) for shape in ORBITS]
+    if all(slab.ellipsoid(shape) is None for shape in walls):  # the slab is above the orbits
+        return
     head_inside = (slab.depth_skin > 0) & ~slab.cavity
-    for walls, fat in zip((shape.scaled(1.15) for shape in ORBITS), ORBITS):
-        slab.paint(walls, Tissue.BONE, head_inside & (slab.vn > np.float32(GLOBES[0].center[1])))
+    for wall, fat in zip(walls, ORBITS):
+        slab.paint(wall, Tissue.BONE, head_inside & (slab.vn > np.float32(GLOBES[0].center[1])))
         slab.paint(fat, Tissue.ORBIT, head_inside)
     for shape in RECTUS_MUSCLES:
         slab.paint(shape, Tissue.MUSCLE, slab.codes == Tissue.ORBIT)

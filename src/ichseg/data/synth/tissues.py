@@ -62,9 +62,11 @@ def anatomy_slab(head: Head, z: np.ndarray, y: np.ndarray, x: np.ndarray,
 def _draw_head(slab: Slab) -> None:
     """Scalp, vault (and its defect), cranial cavity and skull base; face and neck below it."""
     head, nu, nv, nw = slab.head, slab.nu, slab.nv, slab.nw
-    slab.depth_skin = head.skin_radius(nu, nv, nw) - slab.r
-    slab.scalp_mm = head.scalp_thickness(nu, nw)
-    slab.bone_depth = slab.depth_skin - slab.scalp_mm
+    temporalis = head.temporalis_thickness(nu, nw)
+    contour_depth = head.contour_radius(nu, nv, nw) - slab.r
+    slab.depth_skin = contour_depth + temporalis
+    slab.scalp_mm = temporalis + np.float32(head.scalp_mm)
+    slab.bone_depth = contour_depth - np.float32(head.scalp_mm)
     slab.skull_mm = head.skull_thickness(nu, nv, nw)
     hole = None if head.defect is None else head.defect.contains(nu, nv, nw)
     if hole is not None and head.defect.kind == "craniectomy":  # the brain swells into the gap
