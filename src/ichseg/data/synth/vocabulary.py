@@ -44,14 +44,17 @@ class Tissue(IntEnum):
     SPINAL_CANAL = 19  # medulla and CSF below the cranial floor (through the foramen magnum)
 
 
-#: The codes inside the dura, where hemorrhage can be: the brain and its CSF spaces (down to
-#: the cranial floor, whose surface closes the foramen magnum), blood, edema, intracranial
-#: calcifications, the dural venous sinuses, the falx and tentorium, the choroid plexus and an old
-#: infarct. Everything else is extracranial: bone, scalp, muscles, scalp vessels, orbits, air
-#: (paranasal sinuses, mastoid cells) and the spinal canal below the floor. A voxel belongs to
-#: the intracranial space exactly when its code is in this set. After a craniectomy the space
-#: reaches out to the scalp over the defect (the brain fills it); a burr hole is filled with
-#: scalp and leaves the space as it was.
+#: The codes of the intracranial space (inside the dura, where a hemorrhage can be): brain, CSF
+#: spaces and ventricles, blood, edema, the intracranial calcifications (choroid plexus, pineal,
+#: falx), the dural venous sinuses, the falx and tentorium, the choroid plexus and an old
+#: infarct. Its floor is the surface of the cranial floor, continued across the foramen magnum:
+#: below it the medulla and its CSF are SPINAL_CANAL, outside the set. Also outside: bone
+#: (the petrous ridges included, though they jut into the cavity), scalp, muscles, scalp
+#: vessels, orbits, air (paranasal sinuses, mastoid cells, pharynx) and the neck. On the render
+#: samples the set is exactly the cranial cavity less the petrous bone; a voxel's code is its
+#: majority tissue, so on voxels the set follows the cavity to within a voxel at its edges.
+#: After a craniectomy the space reaches out to the scalp over the defect (the brain swells into
+#: it); a burr hole is plugged with scalp and leaves the space as it was.
 INTRACRANIAL_TISSUES = frozenset({
     Tissue.CSF, Tissue.GREY, Tissue.WHITE, Tissue.BLOOD, Tissue.EDEMA, Tissue.CALCIFICATION,
     Tissue.DURAL_SINUS, Tissue.DURA, Tissue.CHOROID_PLEXUS, Tissue.OLD_INFARCT,
