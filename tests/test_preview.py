@@ -109,6 +109,18 @@ def test_case_grid_has_one_captioned_panel_per_case(tmp_path):
     assert red_pixels(rgb).any()
 
 
+def test_case_grid_shows_the_slice_asked_for(tmp_path):
+    panel = (uniform_image(), square_mask(z=3), "case")
+    assert not red_pixels(read_rgb(save_case_grid([panel], tmp_path / "one.png", slices=[1]))).any()
+    assert red_pixels(read_rgb(save_case_grid([panel], tmp_path / "three.png", slices=[3]))).any()
+    assert red_pixels(read_rgb(save_case_grid([panel], tmp_path / "key.png", slices=[None]))).any()
+    with pytest.raises(InputError, match="slice 5 outside 0..4"):
+        save_case_grid([panel], tmp_path / "x.png", slices=[5])
+    with pytest.raises(InputError, match="2 slices for 1 panels"):
+        save_case_grid([panel], tmp_path / "x.png", slices=[1, 2])
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_existing_png_is_kept_unless_overwrite(tmp_path):
     path = tmp_path / "p.png"
     path.write_bytes(b"old")

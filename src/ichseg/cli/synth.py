@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synth", help="write synthetic head CTs with hemorrhage labels",
         description="Write N synthetic non-contrast head CTs with hemorrhage labels in the "
                     "INSTANCE 2022 layout: OUT/data/NAME.nii.gz, OUT/label/NAME.nii.gz and "
-                    "OUT/cases.csv (types, volume, spacing and shape of every case). The same "
+                    "OUT/cases.csv (types, volume, spacing and shape of every case). The heads "
+                    "hold the tissues that read like blood and are not (muscles, scalp vessels, "
+                    "dural sinuses, falx and tentorium, choroid plexus, beam hardening). The same "
                     "seed gives the same cases.")
     parser.add_argument("out", type=Path, metavar="OUT", help="folder to create")
     parser.add_argument("-n", "--cases", type=int, default=10, dest="n_cases",
@@ -27,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tiny: 16x64x64 (tests); small: 24-32x128x128 (demos); "
                              "full: 20-40x512x512, INSTANCE-like (default: small)")
     parser.add_argument("--preview", type=Path, metavar="PNG", default=None,
-                        help="also write a PNG showing the first cases (up to 12)")
+                        help="also write a PNG showing the first cases (up to 12), each at its "
+                             "bleed and at the level of its look-alikes")
+    parser.add_argument("--subtypes", action="store_true",
+                        help="label each voxel with its hemorrhage type (1 EDH, 2 IPH, 3 IVH, "
+                             "4 SAH, 5 SDH) instead of 1, and name the classes in OUT/labels.json")
     add_overwrite(parser)
     parser.set_defaults(run=run)
 
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.preview, overwrite=args.overwrite)
     records = synthesize(args.out, args.n_cases, seed=args.seed, size=args.size,
                          overwrite=args.overwrite, preview=args.preview,
-                         progress=sys.stderr.isatty())
+                         progress=sys.stderr.isatty(), subtypes=args.subtypes)
     bleeding = sum(1 for record in records if record.types)
     shown = f"; preview {args.preview}" if args.preview else ""
     print(f"wrote {len(records)} {args.size} cases ({bleeding} with hemorrhage) to {args.out}{shown}")

@@ -75,17 +75,25 @@ def save_montage(image: CTImage, mask: np.ndarray | None, path: str | os.PathLik
 
 def save_case_grid(panels: Sequence[tuple[CTImage, np.ndarray | None, str]],
                    path: str | os.PathLike, *, window: tuple[float, float] = BRAIN_WINDOW,
-                   overwrite: bool = False) -> Path:
-    """Write one panel per case, its key slice (largest mask area) captioned; return the path."""
+                   overwrite: bool = False, slices: Sequence[int | None] | None = None) -> Path:
+    """Write one panel per case, its key slice (largest mask area) captioned; return the path.
+
+    ``slices`` gives, panel by panel, the slice to show instead (None keeps the key slice).
+    """
     path = Path(path)
     refuse_existing(path, overwrite)
     if not panels:
         raise InputError(f"{path}: no cases to show")
-    for image, mask, _ in panels:
+    chosen = list(slices) if slices is not None else [None] * len(panels)
+    if len(chosen) != len(panels):
+        raise InputError(f"{path}: {len(chosen)} slices for {len(panels)} panels")
+    for (image, mask, _), z in zip(panels, chosen):
         _check_mask(image, mask)
+        if z is not None and not 0 <= z < image.shape[0]:
+            raise InputError(f"{image.name}: slice {z} outside 0..{image.shape[0] - 1}")
     figure, axes_list = _layout(panels[0][0], len(panels), caption_lines=1, title=None)
-    for axes, (image, mask, caption) in zip(axes_list, panels):
-        z = key_slice(mask, image.shape[0])
+    for axes, (image, mask, caption), z in zip(axes_list, panels, chosen):
+        z = key_slice(mask, image.shape[0]) if z is None else z
         _draw_slice(axes, image, mask, z, window)
         axes.set_title(f"{caption} (z {z})", color="white", fontsize=8, pad=3)
     return _save(figure, path, overwrite)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,11 @@ import numpy as np
 from ichseg.atomic import atomic_dir, refuse_existing, write_text
 from ichseg.data.synth.case import case_seed, generate_case
 from ichseg.data.synth.render import size_spec
+from ichseg.data.synth.showcase import case_panels
 from ichseg.errors import InputError
 from ichseg.io.ctimage import CTImage
 from ichseg.io.nifti import save_image, save_mask
+from ichseg.labels import SUBTYPES
 from ichseg.progress import make_progress
 
 
@@ -32,17 +35,23 @@ class CaseRecord:
     shape: tuple[int, int, int]
 
 
+#: The preview shows this many cases at most, two panels each.
+PREVIEW_CASES = 12
+
 CSV_COLUMNS = ("name", "types", "volume_ml", "spacing_z", "spacing_y", "spacing_x",
                "shape_z", "shape_y", "shape_x")
 
 
 def synthesize(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, size: str = "small",
                overwrite: bool = False, preview: Path | None = None,
-               progress: bool = True) -> list[CaseRecord]:
+               progress: bool = True, subtypes: bool = False) -> list[CaseRecord]:
     """Write ``n_cases`` phantoms in the INSTANCE 2022 layout and return what was written.
 
     ``OUT/data/NAME.nii.gz`` (int16 HU), ``OUT/label/NAME.nii.gz`` (uint8) and ``OUT/cases.csv``
-    appear together or not at all. ``preview`` names a PNG showing the first cases (up to 12).
+    appear together or not at all. The labels are 0/1, or with ``subtypes`` the values of
+    :data:`ichseg.labels.SUBTYPES` (1 EDH, 2 IPH, 3 IVH, 4 SAH, 5 SDH), named in
+    ``OUT/labels.json`` as nnU-Net's ``dataset.json`` names them. ``preview`` names a PNG showing
+    the first cases (up to 12), each at its bleed and at its look-alikes.
     """
     size_spec(size)
     if n_cases < 1:
@@ -57,6 +66,7 @@ def synthesize(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, size: st
     width = max(3, len(str(n_cases - 1)))
     records: list[CaseRecord] = []
     panels: list[tuple[CTImage, np.ndarray, str]] = []
+    shown: list[int | None] = []
     with atomic_dir(out_dir, overwrite) as tmp, \
             make_progress(progress) as bar:
         task = bar.add_task(f"synthesising {size} cases", total=n_cases)
@@ -64,18 +74,23 @@ def synthesize(out_dir: str | os.PathLike, n_cases: int, seed: int = 0, size: st
             name = f"ich_{index:0{width}d}"
             case = generate_case(case_seed(seed, index), size)
             save_image(case.image, tmp / "data" / f"{name}.nii.gz")
-            save_mask(case.image, case.label, tmp / "label" / f"{name}.nii.gz")
+            label = case.typed_label if subtypes else case.label
+            save_mask(case.image, label, tmp / "label" / f"{name}.nii.gz")
             records.append(CaseRecord(name, out_dir / "data" / f"{name}.nii.gz",
                                       out_dir / "label" / f"{name}.nii.gz", case.types,
                                       case.volume_ml, case.image.spacing, case.image.shape))
-            if preview is not None and len(panels) < 12:
-                panels.append((case.image, case.label, f"{name}: {case.caption}"))
+            if preview is not None and len(panels) < 2 * PREVIEW_CASES:
+                pair, slices = case_panels(name, case, label)
+                panels += pair
+                shown += slices
             bar.advance(task)
         write_text(tmp / "cases.csv", _cases_csv(records))
+        if subtypes:
+            write_text(tmp / "labels.json", json.dumps(SUBTYPES.to_dataset_json(), indent=2) + "\n")
     if preview is not None:
         from ichseg.report.preview import save_case_grid
 
-        save_case_grid(panels, preview, overwrite=overwrite)
+        save_case_grid(panels, preview, overwrite=overwrite, slices=shown)
     return records
 
 

@@ -20,6 +20,7 @@ from ichseg.data.synth.anatomy import (
     Head,
     rotation,
 )
+from ichseg.data.synth.lookalikes import unit_direction
 from ichseg.data.synth.slab import Slab
 from ichseg.data.synth.vocabulary import HEMORRHAGE_TYPES, Tissue
 
@@ -52,12 +53,6 @@ class Lesion:
         slab.bleed[blood] = HEMORRHAGE_TYPES.index(self.kind) + 1
 
 
-def _unit(azimuth_deg: float, elevation_deg: float, side: int) -> np.ndarray:
-    """Direction at ``azimuth`` from straight ahead towards ``side`` (+1 left, -1 right)."""
-    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
-    return np.array([side * math.sin(a) * math.cos(e), -math.cos(a) * math.cos(e), math.sin(e)])
-
-
 def _full_mask(slab: Slab, box: tuple[slice, slice, slice], inside: np.ndarray) -> np.ndarray:
     mask = np.zeros(slab.codes.shape, bool)
     mask[box] = inside
@@ -71,7 +66,7 @@ def _intraparenchymal(rng: np.random.Generator, head: Head) -> Lesion:
     volume_ml = math.exp(rng.uniform(math.log(3.0), math.log(45.0 if site != "thalamus" else 15.0)))
     radius = (3 * volume_ml * 1000 / (4 * math.pi)) ** (1 / 3)
     if site == "lobar":
-        direction = _unit(rng.uniform(10, 170), rng.uniform(5, 50), side)
+        direction = unit_direction(rng.uniform(10, 170), rng.uniform(5, 50), side)
         depth = head.subarachnoid_mm + radius + rng.uniform(6, 14)
         center = direction * (head.inner_radius(direction) - depth)
         center[0] = side * max(abs(center[0]), radius + 4.0)  # clear of the falx
@@ -133,12 +128,12 @@ def _extra_axial(kind: str, rng: np.random.Generator, head: Head) -> Lesion:
     """Subdural crescent or epidural biconvex lens along the inner table of the skull."""
     side = int(rng.choice((-1, 1)))
     if kind == "subdural":
-        direction = _unit(rng.uniform(45, 135), rng.uniform(-5, 35), side)
+        direction = unit_direction(rng.uniform(45, 135), rng.uniform(-5, 35), side)
         spread = math.radians(rng.uniform(45, 70))
         thickness, power = rng.uniform(5.0, 13.0), 0.7
     else:
         frontal = rng.random() < 0.3
-        direction = _unit(rng.uniform(15, 40) if frontal else rng.uniform(70, 115),
+        direction = unit_direction(rng.uniform(15, 40) if frontal else rng.uniform(70, 115),
                           rng.uniform(-5, 25), side)
         spread = math.radians(rng.uniform(16, 26))
         thickness, power = rng.uniform(10.0, 22.0), 0.5
@@ -169,7 +164,7 @@ def _subarachnoid(rng: np.random.Generator, head: Head) -> Lesion:
         elif site == "interhemispheric":
             center = head.to_local((0.0, rng.uniform(-50, 30), rng.uniform(20, 45)))
         else:
-            direction = _unit(rng.uniform(20, 160), rng.uniform(20, 60), side)
+            direction = unit_direction(rng.uniform(20, 160), rng.uniform(20, 60), side)
             center = direction * (head.inner_radius(direction) - 8.0)
         sites.append((center, rng.uniform(22.0, 35.0)))
     widen = rng.uniform(1.0, 2.0)

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from ichseg.data.synth.anatomy import Head
+from ichseg.data.synth.artifacts import add_beam_hardening
 from ichseg.data.synth.lesions import Lesion
 from ichseg.data.synth.slab import Grid
 from ichseg.data.synth.tissues import anatomy_slab
@@ -100,6 +101,7 @@ def render(head: Head, grid: Grid, lesions: list[Lesion]) -> Rendered:
         slab = anatomy_slab(head, zs[k * grid.sub_slices:(k + 1) * grid.sub_slices], ys, xs, z_shift)
         for lesion in lesions:
             lesion.paint(slab)
+        add_beam_hardening(slab)
         hu[k] = np.bincount(pixel_of_sample, weights=slab.hu.ravel(),
                             minlength=pixels).reshape(ny, nx) / samples_per_pixel
         counts = np.bincount(slab.codes.ravel().astype(np.intp) * pixels + pixel_of_sample,

@@ -63,12 +63,14 @@ class Slab:
     skull_mm: np.ndarray      # vault thickness along each sample's direction
     radial_depth: np.ndarray  # mm below the vault's inner table
     depth_inner: np.ndarray   # mm below the nearest bone (vault or cranial floor)
+    above_floor: np.ndarray   # mm above the cranial floor
     cavity: np.ndarray        # inside the cranial cavity
     inside_inner: np.ndarray  # inside the vault's inner table, above or below the floor
     vault: np.ndarray         # skull vault
     below_base: np.ndarray    # within the inner table but below the skull base
     scalp: np.ndarray         # between skin and outer table
     deep_soft: np.ndarray     # soft tissue of face and neck
+    plug: np.ndarray | None   # scalp filling a burr hole
     cleft: np.ndarray         # mm to the nearest CSF cleft (surface, sulci, fissures), < 0 inside
     hu: np.ndarray            # noise-free HU of every sample
 

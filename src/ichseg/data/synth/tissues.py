@@ -1,4 +1,8 @@
-"""Drawing the anatomy on a slab: scalp, skull, brain folded by sulci, deep structures, HU."""
+"""Drawing the anatomy on a slab: scalp, skull, brain folded by sulci, deep structures, HU.
+
+The look-alikes come from :mod:`~ichseg.data.synth.dura` (falx, tentorium, venous sinuses) and
+:mod:`~ichseg.data.synth.extracranial` (muscles, scalp vessels, orbits, air spaces).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,14 @@ from ichseg.data.synth.anatomy import (
     BRAINSTEM,
     CAUDATE_HEADS,
     CHOROID_CALCIFICATIONS,
+    CHOROID_PLEXUS,
     CISTERNS,
     DEEP_GREY,
     FORAMEN_MAGNUM,
-    GLOBES,
     LATERAL_VENTRICLES,
     MEDULLA,
     MIDLINE_VENTRICLES,
     NECK_LEVEL,
-    ORBITS,
     PETROUS_RIDGES,
     PINEAL_CALCIFICATION,
     SINUSES,
@@ -26,8 +29,18 @@ from ichseg.data.synth.anatomy import (
     cranial_floor_height,
     tentorium_height,
 )
+from ichseg.data.synth.dura import draw_dural_folds, draw_venous_sinuses
+from ichseg.data.synth.extracranial import draw_extracranial
 from ichseg.data.synth.slab import Slab
 from ichseg.data.synth.vocabulary import Tissue
+
+#: HU of each tissue code, as keys of ``Head.hu`` and ``LookAlikes.hu`` (AIR, SCALP and BONE
+#: are set apart: they are layered).
+_HU_KEYS = {Tissue.CSF: "csf", Tissue.GREY: "grey", Tissue.WHITE: "white", Tissue.EDEMA: "edema",
+            Tissue.CALCIFICATION: "calcification", Tissue.MUSCLE: "muscle",
+            Tissue.SCALP_VESSEL: "vessel", Tissue.DURAL_SINUS: "sinus", Tissue.DURA: "dura",
+            Tissue.CHOROID_PLEXUS: "choroid", Tissue.OLD_INFARCT: "infarct", Tissue.ORBIT: "fat",
+            Tissue.GLOBE: "vitreous", Tissue.LENS: "lens", Tissue.OPTIC_NERVE: "nerve"}
 
 
 def anatomy_slab(head: Head, z: np.ndarray, y: np.ndarray, x: np.ndarray,
@@ -35,27 +48,41 @@ def anatomy_slab(head: Head, z: np.ndarray, y: np.ndarray, x: np.ndarray,
     """The slab of samples at (z, y, x) with the head's anatomy drawn and its HU computed."""
     slab = Slab(head, z, y, x, z_shift)
     _draw_head(slab)
+    draw_extracranial(slab)
     _draw_brain(slab)
     _draw_deep_structures(slab)
+    _draw_old_infarct(slab)
+    draw_venous_sinuses(slab)
     slab.hu = _intensities(slab)
+    below_floor = ~slab.cavity & np.isin(slab.codes, (Tissue.CSF, Tissue.WHITE))
+    slab.codes[below_floor] = Tissue.SPINAL_CANAL
     return slab
 
 
 def _draw_head(slab: Slab) -> None:
-    """Scalp, vault, cranial cavity and skull base; face and neck below it."""
+    """Scalp, vault (and its defect), cranial cavity and skull base; face and neck below it."""
     head, nu, nv, nw = slab.head, slab.nu, slab.nv, slab.nw
-    slab.depth_skin = head.skin_radius(nu, nv, nw) - slab.r
-    slab.scalp_mm = head.scalp_thickness(nu, nw)
-    slab.bone_depth = slab.depth_skin - slab.scalp_mm
-    slab.skull_mm = head.skull_thickness(nu, nv)
+    temporalis = head.temporalis_thickness(nu, nw)
+    contour_depth = head.contour_radius(nu, nv, nw) - slab.r
+    slab.depth_skin = contour_depth + temporalis
+    slab.scalp_mm = temporalis + np.float32(head.scalp_mm)
+    slab.bone_depth = contour_depth - np.float32(head.scalp_mm)
+    slab.skull_mm = head.skull_thickness(nu, nv, nw)
+    hole = None if head.defect is None else head.defect.contains(nu, nv, nw)
+    if hole is not None and head.defect.kind == "craniectomy":  # the brain swells into the gap
+        slab.skull_mm = np.where(hole, np.float32(0), slab.skull_mm)
     depth_inner = slab.bone_depth - slab.skull_mm
     above_floor = slab.w - cranial_floor_height(slab.un, slab.vn) * np.float32(head.scale[2])
     inside_inner = depth_inner > 0
     slab.radial_depth = depth_inner                            # below the vault's inner table
     slab.depth_inner = np.minimum(depth_inner, above_floor)   # below the nearest bone
+    slab.above_floor = above_floor
     slab.cavity = inside_inner & (above_floor > 0)
     skull = (slab.bone_depth > 0) & ~inside_inner
     neck = slab.wn < NECK_LEVEL
+    slab.plug = skull & hole if hole is not None and head.defect.kind == "burr_hole" else None
+    if slab.plug is not None:
+        skull &= ~slab.plug
     slab.vault = skull & ~neck
     slab.below_base = inside_inner & (above_floor <= -head.base_mm)
     slab.scalp = (slab.depth_skin > 0) & (slab.bone_depth <= 0)
@@ -82,9 +109,11 @@ def _draw_brain(slab: Slab) -> None:
     sulci[band] = _sulci(slab, band, radial[band])
 
 
+    folds = head.lookalikes
     central = ((vn - 2.0) / 36.0) ** 2 + ((wn - 4.0) / 22.0) ** 2 < 1.0
-    fissure = np.abs(un) - np.float32(0.4 + 0.5 * head.sulcus_half_width)
-    fissure[(central | infratentorial) & ~(infratentorial & (vn > 58.0))] = np.inf
+    falx = ~((central | infratentorial) & ~(infratentorial & (vn > 58.0)))
+    fissure = np.abs(un) - np.float32(0.4 + 0.5 * head.sulcus_half_width + folds.falx_mm / head.scale[0])
+    fissure[~falx] = np.inf
 
 
     side = np.abs(un)
@@ -93,7 +122,8 @@ def _draw_brain(slab: Slab) -> None:
     stem = np.sqrt(stem_offset**2 + np.maximum(34.0 - side, 0.0) ** 2 + _outside(wn, -16.0, 10.0)) - 1.3
 
 
-    tentorium = np.sqrt((wn - tentorium_height(un, vn)) ** 2 + np.maximum(4.0 - vn, 0.0) ** 2) - 0.8
+    tentorium = (np.sqrt((wn - tentorium_height(un, vn)) ** 2 + np.maximum(4.0 - vn, 0.0) ** 2)
+                 - np.float32(0.8 + folds.tentorium_mm / head.scale[2]))
 
 
     slab.cleft = np.minimum(np.minimum(surface, sulci), np.minimum(fissure, tentorium))
@@ -102,6 +132,7 @@ def _draw_brain(slab: Slab) -> None:
                      np.where((slab.cleft < head.cortex_mm) | infratentorial,
                               np.uint8(Tissue.GREY), np.uint8(Tissue.WHITE)))
     np.copyto(slab.codes, brain, where=slab.cavity)
+    draw_dural_folds(slab, falx & slab.cavity)
 
 
 def _sulci(slab: Slab, band: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -133,6 +164,9 @@ def _draw_deep_structures(slab: Slab) -> None:
         slab.paint(shape, Tissue.GREY, cavity)
     for shape in LATERAL_VENTRICLES:
         slab.paint(shape.scaled(head.ventricle_scale), Tissue.CSF, cavity, ventricle=True)
+    for shape in CHOROID_PLEXUS:
+        slab.paint(shape.scaled(head.lookalikes.choroid_scale), Tissue.CHOROID_PLEXUS,
+                   slab.ventricle & (slab.codes == Tissue.CSF))
     for shape in CAUDATE_HEADS:
         slab.paint(shape, Tissue.GREY, cavity, ventricle=False)
     for shape in CISTERNS:
@@ -152,38 +186,42 @@ def _draw_deep_structures(slab: Slab) -> None:
         slab.paint(shape, Tissue.BONE, inside_head)
 
 
+def _draw_old_infarct(slab: Slab) -> None:
+    """A wedge of hypodense brain from the cortex inwards, narrowing to its apex."""
+    infarct = slab.head.lookalikes.infarct
+    if infarct is None:
+        return
+    d = infarct.direction.astype(np.float32)
+    cosine = slab.nu * d[0] + slab.nv * d[1] + slab.nw * d[2]
+    near = slab.cavity & (cosine > np.float32(math.cos(infarct.half_angle)))
+    near &= np.isin(slab.codes, (Tissue.GREY, Tissue.WHITE))
+    taper = 1.0 - slab.radial_depth[near] / np.float32(infarct.depth_mm)
+    angle = np.arccos(np.clip(cosine[near], -1.0, 1.0))
+    wedge = np.zeros_like(near)
+    wedge[near] = (taper > 0) & (angle < np.float32(infarct.half_angle) * taper)
+    slab.codes[wedge] = Tissue.OLD_INFARCT
+
+
 def _intensities(slab: Slab) -> np.ndarray:
     """Noise-free HU of every sample: a value per tissue plus skull and soft-tissue layering."""
-    hu = slab.head.hu
+    hu = {**slab.head.hu, **slab.head.lookalikes.hu}
     table = np.zeros(len(Tissue), np.float32)
     table[Tissue.AIR] = -1000.0
     table[Tissue.SCALP] = hu["fat"]
     table[Tissue.BONE] = hu["base"]
-    for tissue, key in ((Tissue.CSF, "csf"), (Tissue.GREY, "grey"), (Tissue.WHITE, "white"),
-                        (Tissue.EDEMA, "edema"), (Tissue.CALCIFICATION, "calcification")):
+    for tissue, key in _HU_KEYS.items():
         table[tissue] = hu[key]
     values = table[slab.codes]
-
 
     vault = slab.vault & (slab.codes == Tissue.BONE)
     fraction = slab.bone_depth[vault] / slab.skull_mm[vault]
     dense = (fraction < 0.3) | (fraction > 0.75)
     values[vault] = np.where(dense, np.float32(hu["table"]), np.float32(hu["diploe"]))
 
-
-    scalp = slab.scalp & (slab.codes == Tissue.SCALP)
-    depth = slab.depth_skin[scalp]
-    values[scalp] = np.where(depth < 1.8, np.float32(hu["skin"]),
-                             np.where(depth > slab.scalp_mm[scalp] - 1.5, np.float32(hu["muscle"]),
-                                      np.float32(hu["fat"])))
-    soft = slab.deep_soft & (slab.codes == Tissue.SCALP)
-    values[soft] = hu["muscle"]
-    for shapes, key in ((ORBITS, "fat"), (GLOBES, "vitreous")):
-        for shape in shapes:
-            found = slab.ellipsoid(shape)
-            if found is not None:
-                box, inside = found
-                values[box][inside & soft[box]] = hu[key]
+    skin = slab.scalp & (slab.codes == Tissue.SCALP) & (slab.depth_skin < 1.8)
+    values[skin] = hu["skin"]
+    if slab.plug is not None:
+        values[slab.plug & (slab.codes == Tissue.SCALP)] = hu["skin"]
     return values
 
 
