@@ -134,6 +134,12 @@ class IchsegTrainer(nnUNetTrainer):
         wanted = os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t")
         return wanted and super()._do_i_compile()
 
+    def on_validation_epoch_end(self, val_outputs: list[dict]) -> None:
+        """nnU-Net's pseudo-Dice per class; a class absent from every validation patch (a subtype
+        the batch lacks) has none: NaN, which its mean skips, without numpy's warning."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            super().on_validation_epoch_end(val_outputs)
+
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
         if self.epoch_callback is not None:
