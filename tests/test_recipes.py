@@ -84,6 +84,7 @@ def test_cli_lists_commands_and_recipes(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
     assert "li2022" in out and "0.6·Dice + 0.4·CE (class weights 0.2/0.8)" in out and "window L96/W59" in out
+    assert out.count("class weights: background / each hemorrhage class") == 1  # li2022's, not the others
     assert main(["recipes", "nosuch"]) == 2
     assert capsys.readouterr().err.startswith("ichseg: error: unknown recipe 'nosuch'")
 

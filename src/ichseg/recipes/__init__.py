@@ -275,6 +275,8 @@ def describe_recipe(recipe: Recipe) -> str:
         default = "" if g.name in recipe.default_groups else " (on request)"
         lines.append(f"  group {g.name}: {g.configuration}, loss {loss.dice_weight:g}·Dice + "
                      f"{loss.ce_weight:g}·CE (class weights {weights}){default}")
+    if any(g.loss.class_weights is not None for g in recipe.groups):
+        lines.append("  class weights: background / each hemorrhage class (one, or the five subtypes)")
     t = recipe.training
     lines.append(f"  training: {t.optimizer}, lr {t.initial_lr:g}, poly {t.poly_exponent:g}, "
                  f"{t.epochs} epochs × {t.iterations_per_epoch} iterations, folds {list(recipe.folds)}")
