@@ -144,7 +144,10 @@ class LabelMapping:
         table = np.zeros(max(self.values) + 1, dtype=np.uint8)
         for source, target in self.values.items():
             table[source] = target
-        return table[np.asarray(array).astype(np.intp, copy=False)]
+        array = np.asarray(array)
+        if not np.issubdtype(array.dtype, np.integer):  # labels stored as floats: whole values, checked
+            array = array.astype(np.min_scalar_type(len(table) - 1))
+        return table[array]
 
     def __str__(self) -> str:
         """The ``--labels`` text that gives this mapping, e.g. ``IPH=1,SDH=2+3``."""
