@@ -130,10 +130,6 @@ class LabelMapping:
     def source_values(self) -> tuple[int, ...]:
         return tuple(sorted(self.values))
 
-    @property
-    def is_identity(self) -> bool:
-        return self == LabelMapping.identity(self.scheme)
-
     def undeclared_values(self, array: np.ndarray) -> tuple[np.ndarray, int]:
         """The distinct values of ``array`` the source does not declare, and their voxel count."""
         outside = np.isin(array, self.source_values, invert=True)
@@ -188,7 +184,7 @@ def parse_label_mapping(text: str) -> LabelMapping:
             raise LabelError(f"--labels {text!r}: expected NAME=VALUE[+VALUE...] items separated by "
                              f"commas, got {item.strip()!r}")
         for value in values.split("+"):
-            if not value.strip().isdigit():
+            if not value.strip().isdecimal():
                 raise LabelError(f"--labels {text!r}: {value.strip()!r} is not a label value "
                                  f"(a whole number >= 0)")
             pairs.append((name, int(value)))
@@ -211,7 +207,7 @@ def declared_label_mapping(labels: Mapping[str, object], where: str = "labels") 
 
 
 def _declared_pairs(labels: Mapping[str, object], where: str) -> Iterable[tuple[str, int]]:
-    version_1 = all(str(key).isdigit() and isinstance(value, str) for key, value in labels.items())
+    version_1 = all(str(key).isdecimal() and isinstance(value, str) for key, value in labels.items())
     for key, value in labels.items():
         name, number = (value, int(key)) if version_1 else (key, value)
         if isinstance(number, bool) or not isinstance(number, int) or number < 0:

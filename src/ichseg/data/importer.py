@@ -140,8 +140,9 @@ def import_dataset(source: str | os.PathLike, name: str,
 
     ``labels`` (a mapping or ``--labels`` text, :func:`ichseg.labels.parse_label_mapping`) says
     which class each of the source's label values is, in place of what the source declares.
-    Raises, before any case is read, :class:`~ichseg.labels.LabelError` for unusable ``labels``, :class:`OutputExistsError` if the data set exists and
-    ``overwrite`` is false and :class:`OutputPathError` if the workspace cannot be written; then
+    Raises, before any case is read, :class:`~ichseg.labels.LabelError` for unusable ``labels``,
+    :class:`OutputExistsError` if the data set exists and ``overwrite`` is false and
+    :class:`OutputPathError` if the workspace cannot be written; then
     :class:`InputError` listing every problem found (nothing is imported then). Unusual but
     possible CT values are returned as :attr:`ImportedDataset.warnings`.
     """
@@ -414,8 +415,8 @@ def _ct_array(array: np.ndarray) -> np.ndarray:
 
 
 def _dataset_json(name: str, n_cases: int, source: Path, scan: SourceScan) -> dict:
-    """nnU-Net's description of the imported data set; with classes other than one declared
-    as 0/1, ``ichseg.source_labels`` records how the source's values were read."""
+    """nnU-Net's description of the imported data set; unless the source was one class in 0/1
+    (then it is as it always was), ``ichseg.source_labels`` records how its values were read."""
     provenance = {
         "source": str(source),
         "layout": scan.layout,
