@@ -104,6 +104,7 @@ def test_imports_instance_layout_in_canonical_orientation(instance_source, tmp_p
     assert description["numTraining"] == 3
     assert description["file_ending"] == ".nii.gz"
     assert description["name"] == "ich"
+    assert set(description["ichseg"]) == {"source", "layout", "orientation", "imported_at", "version"}
     assert description["ichseg"]["source"] == str(instance_source)
     assert datetime.fromisoformat(description["ichseg"]["imported_at"]).tzinfo is not None
 
@@ -326,7 +327,8 @@ def test_rejects_source_without_cases(layout, tmp_path, capsys):
         (source / "label").mkdir()
     expected = {
         "empty folder": f"{source}: not a data set folder: expected data/ and label/ (INSTANCE "
-                        f"layout) or dataset.json, imagesTr/ and labelsTr/ (nnU-Net raw layout)",
+                        f"layout), dataset.json, imagesTr/ and labelsTr/ (nnU-Net raw layout) or "
+                        f"images/ and 'ground truths'/ (BHSD layout)",
         "empty INSTANCE folders": f"{source}: no cases found (INSTANCE layout)",
         "missing folder": f"{source}: no such file or folder",
     }[layout]
@@ -360,7 +362,7 @@ def test_imports_nnunet_raw_in_another_format(tmp_path):
     assert_same_voxels_in_space(source / "labelsTr" / "b.mha", imported.folder / "labelsTr" / "b.nii.gz")
 
 
-def test_rejects_nnunet_data_set_that_is_not_binary_single_channel(nnunet_source, tmp_path):
+def test_rejects_nnunet_data_set_of_unknown_classes_or_several_channels(nnunet_source, tmp_path):
     description = json.loads((nnunet_source / "dataset.json").read_text())
     description["labels"] = {"background": 0, "edema": 1, "bleed": 2}
     (nnunet_source / "dataset.json").write_text(json.dumps(description))
@@ -371,10 +373,156 @@ def test_rejects_nnunet_data_set_that_is_not_binary_single_channel(nnunet_source
         import_dataset(nnunet_source, "other", tmp_path / "ws", progress=False)
     lines = str(raised.value).splitlines()
     assert lines[0] == "3 files failed the import checks; nothing was imported:"
-    assert lines[1] == (f"  {nnunet_source / 'dataset.json'}: labels {description['labels']}; "
-                        f"ichseg imports data sets with background 0 and one foreground label 1")
+    assert lines[1] == (f"  {nnunet_source / 'dataset.json'}: labels: unknown class 'edema'; ichseg "
+                        f"knows EDH, IPH, IVH, SAH, SDH (or their full names), hemorrhage (one class) "
+                        f"and background (or give each value's class with --labels)")
     assert lines[2] == (f"  {nnunet_source / 'imagesTr' / 'a_0001.nii.gz'}: channel 0001; ichseg "
                         f"imports single-channel CT (CASE_0000.nii.gz) only")
     assert lines[3].startswith(f"  {nnunet_source / 'labelsTr' / 'b.nii.gz'}: label values other "
                                f"than 0 and 1 (2 in ")
     assert all_entries(tmp_path / "ws" / "nnUNet_raw") == []
+
+
+# --- multi-class labels: the five subtypes, from each layout, and other conventions mapped ------
+
+SUBTYPE_LABELS = {"background": 0, "EDH": 1, "IPH": 2, "IVH": 3, "SAH": 4, "SDH": 5}
+
+
+def typed_label_array(seed: int, n_values: int = 6) -> np.ndarray:
+    """Every value 0..n_values-1 present, the rest random."""
+    values = np.random.default_rng(seed + 200).integers(0, n_values, SHAPE).astype(np.uint8)
+    values.flat[:n_values] = np.arange(n_values)
+    return values
+
+
+def write_typed_source(source: Path, image_folder: str, label_folder: str, n_values: int = 6) -> Path:
+    for case in ("001", "002"):
+        write_volume(source / image_folder / f"{case}.nii.gz", ct_array(int(case)))
+        write_volume(source / label_folder / f"{case}.nii.gz", typed_label_array(int(case), n_values))
+    return source
+
+
+def assert_labels_mapped(source_file: Path, imported_file: Path, mapping: dict[int, int]) -> None:
+    """Each source voxel's value, mapped, is the imported value at the same physical point."""
+    source, imported = sitk.ReadImage(str(source_file)), sitk.ReadImage(str(imported_file))
+    source_values, imported_values = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(imported)
+    for index in np.ndindex(source.GetSize()):
+        target = imported.TransformPhysicalPointToIndex(source.TransformIndexToPhysicalPoint(index))
+        assert imported_values[target[::-1]] == mapping[int(source_values[index[::-1]])]
+
+
+def test_instance_layout_with_labels_json_imports_the_subtypes(tmp_path, capsys):
+    source = write_typed_source(tmp_path / "typed", "data", "label")
+    (source / "labels.json").write_text(json.dumps(SUBTYPE_LABELS))
+    workspace = tmp_path / "ws"
+    assert main(["import", str(source), "--name", "typed", "--workspace", str(workspace)]) == 0
+    folder = workspace / "nnUNet_raw" / "Dataset001_typed"
+    assert capsys.readouterr().out == (f"imported 2 cases as data set 'typed' into {folder} "
+                                       f"(classes EDH, IPH, IVH, SAH, SDH)\n")
+    description = json.loads((folder / "dataset.json").read_text())
+    assert description["labels"] == SUBTYPE_LABELS
+    assert description["ichseg"]["source_labels"] == "EDH=1,IPH=2,IVH=3,SAH=4,SDH=5"
+    for case in ("001", "002"):
+        assert nib.load(folder / "labelsTr" / f"{case}.nii.gz").get_data_dtype() == np.uint8
+        assert_same_voxels_in_space(source / "label" / f"{case}.nii.gz", folder / "labelsTr" / f"{case}.nii.gz")
+
+
+@pytest.mark.parametrize("label_folder", ["ground truths", "ground_truths"])
+def test_bhsd_layout_imports_its_five_classes(label_folder, tmp_path):
+    source = write_typed_source(tmp_path / "label_192", "images", label_folder)
+    imported = import_dataset(source, "bhsd", tmp_path / "ws", progress=False)
+    description = json.loads((imported.folder / "dataset.json").read_text())
+    assert imported.labels.names[1:] == ("EDH", "IPH", "IVH", "SAH", "SDH")
+    assert description["labels"] == SUBTYPE_LABELS and description["ichseg"]["layout"] == "BHSD"
+    for case in ("001", "002"):
+        assert_same_voxels_in_space(source / label_folder / f"{case}.nii.gz",
+                                    imported.folder / "labelsTr" / f"{case}.nii.gz")
+
+
+def test_another_convention_is_mapped_with_labels(tmp_path):
+    # a source numbering 1 IPH, 2 SDH, 3 IVH (not BHSD's order)
+    source = write_typed_source(tmp_path / "label_192", "images", "ground truths", n_values=4)
+    workspace = tmp_path / "ws"
+    assert main(["import", str(source), "--name", "other", "--workspace", str(workspace),
+                 "--labels", "IPH=1,SDH=2,IVH=3"]) == 0
+    folder = workspace / "nnUNet_raw" / "Dataset001_other"
+    description = json.loads((folder / "dataset.json").read_text())
+    assert description["labels"] == SUBTYPE_LABELS
+    assert description["ichseg"]["source_labels"] == "IPH=1,IVH=3,SDH=2"
+    for case in ("001", "002"):
+        assert_labels_mapped(source / "ground truths" / f"{case}.nii.gz", folder / "labelsTr" / f"{case}.nii.gz",
+                             {0: 0, 1: 2, 2: 5, 3: 3})
+
+
+def test_a_one_class_source_of_other_values_and_subtypes_as_one_class(tmp_path):
+    source = tmp_path / "marked255"
+    for case in ("001", "002"):
+        write_volume(source / "data" / f"{case}.nii.gz", ct_array(int(case)))
+        write_volume(source / "label" / f"{case}.nii.gz", label_array(int(case)) * 255)
+    imported = import_dataset(source, "ich", tmp_path / "ws", progress=False, labels="hemorrhage=255")
+    description = json.loads((imported.folder / "dataset.json").read_text())
+    assert description["labels"] == {"background": 0, "hemorrhage": 1}
+    assert description["ichseg"]["source_labels"] == "hemorrhage=255"
+    assert_labels_mapped(source / "label" / "001.nii.gz", imported.folder / "labelsTr" / "001.nii.gz",
+                         {0: 0, 255: 1})
+
+    typed = write_typed_source(tmp_path / "typed", "images", "ground truths")
+    merged = import_dataset(typed, "any", tmp_path / "ws", progress=False, labels="hemorrhage=1+2+3+4+5")
+    assert json.loads((merged.folder / "dataset.json").read_text())["labels"] == {"background": 0, "hemorrhage": 1}
+    assert_labels_mapped(typed / "ground truths" / "002.nii.gz", merged.folder / "labelsTr" / "002.nii.gz",
+                         {0: 0, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1})
+
+
+def test_nnunet_raw_multiclass_in_v2_and_bhsds_v1_dataset_json(nnunet_source, tmp_path):
+    for name in ("a", "b"):
+        write_volume(nnunet_source / "labelsTr" / f"{name}.nii.gz", typed_label_array(ord(name), 3), direction=LPS)
+    description = json.loads((nnunet_source / "dataset.json").read_text())
+    (nnunet_source / "dataset.json").write_text(json.dumps(
+        dict(description, labels={"background": 0, "intraparenchymal": 1, "subdural": 2})))
+    imported = import_dataset(nnunet_source, "v2", tmp_path / "ws", progress=False)
+    assert json.loads((imported.folder / "dataset.json").read_text())["labels"] == SUBTYPE_LABELS
+    assert_labels_mapped(nnunet_source / "labelsTr" / "a.nii.gz", imported.folder / "labelsTr" / "a.nii.gz",
+                         {0: 0, 1: 2, 2: 5})
+
+    # nnU-Net v1's description, as BHSD's repository has it: value -> name, "modality"
+    del description["channel_names"]
+    (nnunet_source / "dataset.json").write_text(json.dumps(dict(
+        description, modality={"0": "CT"}, labels={"0": "background", "1": "epidural", "2": "intraparenchymal"})))
+    imported = import_dataset(nnunet_source, "v1", tmp_path / "ws", progress=False)
+    assert_labels_mapped(nnunet_source / "labelsTr" / "b.nii.gz", imported.folder / "labelsTr" / "b.nii.gz",
+                         {0: 0, 1: 1, 2: 2})
+
+
+def test_values_outside_the_declared_classes_are_one_line_naming_file_and_values(tmp_path, capsys):
+    source = write_typed_source(tmp_path / "typed", "data", "label")
+    (source / "labels.json").write_text(json.dumps({"background": 0, "IPH": 1, "SDH": 2}))
+    workspace = tmp_path / "ws"
+    assert main(["import", str(source), "--name", "typed", "--workspace", str(workspace)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    label_file = source / "label" / "001.nii.gz"
+    outside = int(np.isin(typed_label_array(1), [3, 4, 5]).sum())
+    assert lines[0] == "ichseg: error: 2 files failed the import checks; nothing was imported:"
+    assert lines[1] == f"  {label_file}: label values other than 0, 1 and 2 (3, 4, 5 in {outside} voxels)"
+    assert all_entries(workspace / "nnUNet_raw") == []
+
+
+@pytest.mark.parametrize("labels_json, message", [
+    ("{", "not readable as JSON"),
+    ('["IPH"]', "expected nnU-Net's labels"),
+    ('{"background": 0, "edema": 1, "IPH": 2}', "unknown class 'edema'"),
+])
+def test_an_unusable_labels_json_is_refused_before_reading(labels_json, message, instance_source, tmp_path, capsys):
+    (instance_source / "labels.json").write_text(labels_json)
+    assert main(["import", str(instance_source), "--name", "ich", "--workspace", str(tmp_path / "ws")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"ichseg: error: {instance_source / 'labels.json'}") and message in error
+    assert len(error.splitlines()) == 1
+
+
+def test_unusable_labels_option_is_a_one_line_error(instance_source, tmp_path, capsys):
+    assert main(["import", str(instance_source), "--name", "ich", "--workspace", str(tmp_path / "ws"),
+                 "--labels", "IPH=1,bleed=2"]) == 2
+    assert capsys.readouterr().err == (
+        "ichseg: error: --labels 'IPH=1,bleed=2': unknown class 'bleed'; ichseg knows EDH, IPH, IVH, SAH, "
+        "SDH (or their full names), hemorrhage (one class) and background\n")
+    assert all_entries(tmp_path / "ws") == []

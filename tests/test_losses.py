@@ -89,3 +89,62 @@ def test_optimiser_and_poly_schedule_follow_the_recipe(optimizer, kind):
     for epoch in (0, 3, 9):
         scheduler.step(epoch)
         assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * (1 - epoch / 10) ** 0.9)
+
+
+# --- several classes: the five subtypes -------------------------------------------------------
+
+def test_weighted_cross_entropy_over_subtypes_matches_hand_computation():
+    from ichseg.engine.params import LossSpec
+
+    weights = LossSpec(class_weights=(0.2, 0.8)).class_weight_vector(4)
+    assert weights == (0.2, 0.8, 0.8, 0.8)
+    # three voxels of classes 0, 2 and 3 (b=1, c=4, n=3)
+    logits = torch.tensor([[[1.0, 0.0, 0.5], [0.0, 0.0, 0.0], [-1.0, 2.0, 0.0], [0.0, 1.0, 1.5]]])
+    target = torch.tensor([[[0, 2, 3]]])
+    expected = 0.0
+    for voxel, cls in enumerate((0, 2, 3)):
+        column = [float(logits[0, c, voxel]) for c in range(4)]
+        log_p = column[cls] - math.log(sum(math.exp(z) for z in column))
+        expected -= weights[cls] * log_p
+    expected /= 3  # -(1/N) sum_n w_{y_n} log p_{n, y_n}
+    assert WeightedCrossEntropy(weights)(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_recipes_two_weights_expand_to_every_hemorrhage_class():
+    from ichseg.engine.params import LossSpec
+
+    li_chen = LossSpec(0.6, 0.4, (0.2, 0.8))
+    assert li_chen.class_weight_vector(2) == (0.2, 0.8)  # the paper's one class, unchanged
+    assert li_chen.class_weight_vector(6) == (0.2, 0.8, 0.8, 0.8, 0.8, 0.8)
+    assert LossSpec().class_weight_vector(6) is None
+
+
+def test_equals_nnunet_dc_and_ce_loss_over_six_classes_with_unit_class_weights():
+    torch.manual_seed(3)
+    logits = torch.randn(2, 6, 4, 6, 6)
+    target = torch.randint(0, 6, (2, 1, 4, 6, 6)).float()
+    ours = DiceWeightedCELoss(DICE_KWARGS, 1.0, 1.0, class_weights=None)
+    nnunet = DC_and_CE_loss(dict(DICE_KWARGS), {}, weight_ce=1.0, weight_dice=1.0,
+                            dice_class=MemoryEfficientSoftDiceLoss)
+    assert ours(logits, target).item() == pytest.approx(nnunet(logits, target).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ({"background": 0, "hemorrhage": 1}, [0.2, 0.8]),
+    ({"background": 0, "EDH": 1, "IPH": 2, "IVH": 3, "SAH": 4, "SDH": 5}, [0.2, 0.8, 0.8, 0.8, 0.8, 0.8]),
+])
+def test_trainer_weights_each_class_nnunet_reads_from_dataset_json(labels, expected):
+    from types import SimpleNamespace
+
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    from ichseg.engine.params import LossSpec, TrainingSpec
+    from ichseg.engine.trainer import IchsegTrainer, TrainerParams
+
+    fake = SimpleNamespace(params=TrainerParams(LossSpec(0.6, 0.4, (0.2, 0.8)), TrainingSpec()),
+                           configuration_manager=SimpleNamespace(batch_dice=True), is_ddp=False,
+                           label_manager=LabelManager(labels, regions_class_order=None),
+                           enable_deep_supervision=False)
+    loss = IchsegTrainer._build_loss(fake)
+    assert loss.ce.class_weights.tolist() == pytest.approx(expected)
+    assert (loss.dice_weight, loss.ce_weight) == (0.6, 0.4)

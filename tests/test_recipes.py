@@ -84,5 +84,32 @@ def test_cli_lists_commands_and_recipes(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
     assert "li2022" in out and "0.6·Dice + 0.4·CE (class weights 0.2/0.8)" in out and "window L96/W59" in out
+    assert out.count("class weights: background / each hemorrhage class") == 1  # li2022's, not the others
     assert main(["recipes", "nosuch"]) == 2
     assert capsys.readouterr().err.startswith("ichseg: error: unknown recipe 'nosuch'")
+
+
+def test_the_engine_imports_nothing_above_it():
+    """Recipes are read above the engine: the trainer takes plain values from engine.params,
+    which recipes re-export, so that callers of ichseg.recipes keep working."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ichseg.engine
+    from ichseg import recipes
+    from ichseg.engine import params
+
+    above = ("ichseg.recipes", "ichseg.training", "ichseg.model", "ichseg.segmentation", "ichseg.batch",
+             "ichseg.commands", "ichseg.cli", "ichseg.data")
+    for path in Path(ichseg.engine.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            assert not [n for n in names if n.startswith(above)], f"{path.name} imports {names}"
+    assert recipes.LossSpec is params.LossSpec and recipes.TrainingSpec is params.TrainingSpec
+    # reading a recipe (as prediction does, before its inputs are checked) imports no torch
+    code = "import sys, ichseg.recipes; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -2,7 +2,10 @@
 
 nnU-Net plans and trains on files, so a recipe that windows or pads the CT gets its own raw data
 set, ``NAME__SLUG`` (for example ``demo__w59l96-pad1``), built once from the imported one. Prediction
-applies the same :class:`~ichseg.preprocessing.CTPreprocessing` in memory.
+applies the same :class:`~ichseg.preprocessing.CTPreprocessing` in memory. The derived set keeps
+the imported one's classes: its label values (padded slices repeat the edge slices' labels) and
+the ``labels`` of its ``dataset.json``; it is built again when those change (a data set imported
+again with other classes).
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ def derived_dataset(workspace: Workspace, dataset: str, preprocessing: CTPreproc
     folder_name = workspace.new_dataset_folder_name(name)
     target = workspace.raw / folder_name
     wanted = {"derived_from": base, "preprocessing": preprocessing.to_dict()}
-    if (target / "dataset.json").is_file():
-        existing = json.loads((target / "dataset.json").read_text()).get("ichseg", {})
-        if all(existing.get(k) == v for k, v in wanted.items()):
-            return folder_name
     source = workspace.raw / base
     dataset_json = json.loads((source / "dataset.json").read_text())
+    if (target / "dataset.json").is_file():
+        existing = json.loads((target / "dataset.json").read_text())
+        if existing.get("labels") == dataset_json["labels"] and all(
+                existing.get("ichseg", {}).get(k) == v for k, v in wanted.items()):
+            return folder_name
     dataset_json["name"] = name
     dataset_json["ichseg"] = dict(dataset_json.get("ichseg", {}), **wanted)
     images = sorted((source / "imagesTr").glob(f"*{IMAGE_SUFFIX}"))

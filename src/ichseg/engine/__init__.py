@@ -3,7 +3,7 @@
 Importing this package changes no setting of the process: nnU-Net's folders and switches are set
 around each call and process counts passed as arguments (see :mod:`ichseg.engine.environment`).
 Its names are imported on first use, so that prediction does not pay for importing nnU-Net's
-training code.
+training code, and importing the package (or :mod:`ichseg.engine.params`) does not import torch.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import os
 from importlib.metadata import version as _version
 from typing import Any
 
-from ichseg.engine.environment import resolve_device
 from ichseg.layout import nnunet_model_folder
 
 #: name -> the submodule that defines it
 _LAZY = {
     "IchsegTrainer": "trainer", "TrainerParams": "trainer",
+    "resolve_device": "environment",
     "TrainedNetwork": "inference",
     "ensure_splits": "planning", "plan_dataset": "planning", "require_plans": "planning",
     "train_model": "fold_training", "training_state": "fold_training",
@@ -43,5 +43,4 @@ def default_processes() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-__all__ = [*sorted(_LAZY), "default_processes", "nnunet_model_folder", "nnunet_version",
-           "resolve_device"]
+__all__ = [*sorted(_LAZY), "default_processes", "nnunet_model_folder", "nnunet_version"]

@@ -3,8 +3,10 @@
 :class:`IchsegTrainer` is nnU-Net's trainer with three things made parameters: the loss
 (``dice_weight · Dice + ce_weight · class-weighted CE``), the optimiser (SGD-Nesterov 0.99, nnU-Net's
 default, or Adam) and the poly schedule (initial rate, exponent, epochs, iterations per epoch). The
-parameters are set with :meth:`IchsegTrainer.configure` before training and written beside the
-checkpoints (``trainer_params.json``); prediction needs none of them.
+network has one output per class of the data set (background, then one or five hemorrhage
+classes), with nnU-Net's softmax over them. The parameters are set with
+:meth:`IchsegTrainer.configure` before training and written beside the checkpoints
+(``trainer_params.json``); prediction needs none of them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ichseg.engine.losses import DiceWeightedCELoss
+from ichseg.engine.params import LossSpec, TrainingSpec
 from ichseg.progress import TrainingEpoch
-from ichseg.recipes import LossSpec, TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,15 @@ class IchsegTrainer(nnUNetTrainer):
         self.save_every = params.checkpoint_every
 
     def _build_loss(self) -> torch.nn.Module:
+        """The recipe's loss over as many classes as the data set's labels declare (nnU-Net's
+        label manager reads them from ``dataset.json``): one CE weight per class."""
         loss_spec: LossSpec = self.params.loss
         loss: torch.nn.Module = DiceWeightedCELoss(
             {"batch_dice": self.configuration_manager.batch_dice, "smooth": 1e-5, "do_bg": False,
              "ddp": self.is_ddp},
             dice_weight=loss_spec.dice_weight,
             ce_weight=loss_spec.ce_weight,
-            class_weights=loss_spec.class_weights,
+            class_weights=loss_spec.class_weight_vector(self.label_manager.num_segmentation_heads),
         )
         if self.enable_deep_supervision:
             # nnU-Net's weighting: halve per level, drop the lowest, normalise to sum 1.
@@ -129,6 +133,12 @@ class IchsegTrainer(nnUNetTrainer):
         GPU: on only when the user sets nnU-Net's ``nnUNet_compile`` (nnU-Net's default is on)."""
         wanted = os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t")
         return wanted and super()._do_i_compile()
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]) -> None:
+        """nnU-Net's pseudo-Dice per class; a class absent from every validation patch (a subtype
+        the batch lacks) has none: NaN, which its mean skips, without numpy's warning."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            super().on_validation_epoch_end(val_outputs)
 
     def on_epoch_end(self) -> None:
         super().on_epoch_end()

@@ -4,16 +4,23 @@ A recipe is a JSON file (``src/ichseg/recipes/NAME.json``, or any path) that say
 preprocess the CT, which nnU-Net configurations to train with which loss, the optimiser and
 schedule, the folds, and how to ensemble the resulting models. :func:`load_recipe` validates it
 field by field, so a mistake is reported before anything is trained.
+
+Every recipe trains as many classes as the data set's ``dataset.json`` declares: one
+(hemorrhage, INSTANCE) or the five subtypes (BHSD, MBH-Seg), with nnU-Net's softmax over them.
+A loss's ``class_weights`` are two, ``[background, hemorrhage]``; the second weights each
+hemorrhage class. The loss and schedule values are :class:`~ichseg.engine.params.LossSpec` and
+:class:`~ichseg.engine.params.TrainingSpec`, re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ichseg.engine.params import LossSpec, TrainingSpec
 from ichseg.ensemble.rules import EnsembleError
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import RecipeError
@@ -53,67 +60,42 @@ def _integer(value: Any, where: str, minimum: int = 1) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """``dice_weight · Dice + ce_weight · class-weighted CE`` (Li & Chen eq. 1–2)."""
+def loss_from_dict(data: Any, where: str) -> LossSpec:
+    """A group's ``loss``: ``dice_weight``, ``ce_weight`` and ``class_weights``.
 
-    dice_weight: float = 1.0
-    ce_weight: float = 1.0
-    class_weights: tuple[float, float] | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> LossSpec:
-        data = _check_fields(data, {"dice_weight", "ce_weight", "class_weights"}, where)
-        weights = data.get("class_weights")
-        if weights is not None:
-            if not isinstance(weights, list) or len(weights) != 2:
-                raise RecipeError(f"{where}.class_weights: expected [background, hemorrhage] or null")
-            weights = tuple(_number(w, f"{where}.class_weights", positive=True) for w in weights)
-        return cls(
-            dice_weight=_number(data.get("dice_weight", 1.0), f"{where}.dice_weight"),
-            ce_weight=_number(data.get("ce_weight", 1.0), f"{where}.ce_weight"),
-            class_weights=weights,  # type: ignore[arg-type]
-        )
+    ``class_weights`` is ``[background, hemorrhage]`` or null: two weights, whatever the number of
+    classes of the data set; with the five subtypes the second weights every hemorrhage class
+    (Li & Chen's ``[0.2, 0.8]`` becomes 0.2, 0.8, 0.8, 0.8, 0.8, 0.8; see
+    :meth:`LossSpec.class_weight_vector`).
+    """
+    data = _check_fields(data, {"dice_weight", "ce_weight", "class_weights"}, where)
+    weights = data.get("class_weights")
+    if weights is not None:
+        if not isinstance(weights, list) or len(weights) != 2:
+            raise RecipeError(f"{where}.class_weights: expected [background, hemorrhage] or null")
+        weights = tuple(_number(w, f"{where}.class_weights", positive=True) for w in weights)
+    return LossSpec(
+        dice_weight=_number(data.get("dice_weight", 1.0), f"{where}.dice_weight"),
+        ce_weight=_number(data.get("ce_weight", 1.0), f"{where}.ce_weight"),
+        class_weights=weights,  # type: ignore[arg-type]
+    )
 
 
-@dataclass(frozen=True)
-class TrainingSpec:
-    """Optimiser and poly learning-rate schedule ``lr = initial_lr · (1 - epoch/epochs)^exponent``."""
-
-    optimizer: str = "sgd"
-    initial_lr: float = 0.01
-    poly_exponent: float = 0.9
-    epochs: int = 1000
-    iterations_per_epoch: int = 250
-    val_iterations_per_epoch: int = 50
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> TrainingSpec:
-        data = _check_fields(data, set(cls.__dataclass_fields__), where)
-        optimizer = data.get("optimizer", "sgd")
-        if optimizer not in OPTIMIZERS:
-            raise RecipeError(f"{where}.optimizer: {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        return cls(
-            optimizer=optimizer,
-            initial_lr=_number(data.get("initial_lr", 0.01), f"{where}.initial_lr", positive=True),
-            poly_exponent=_number(data.get("poly_exponent", 0.9), f"{where}.poly_exponent", positive=True),
-            epochs=_integer(data.get("epochs", 1000), f"{where}.epochs"),
-            iterations_per_epoch=_integer(data.get("iterations_per_epoch", 250), f"{where}.iterations_per_epoch"),
-            val_iterations_per_epoch=_integer(data.get("val_iterations_per_epoch", 50),
-                                              f"{where}.val_iterations_per_epoch"),
-        )
-
-    def overridden(self, epochs: int | None = None, iterations: int | None = None,
-                   val_iterations: int | None = None) -> TrainingSpec:
-        """A shorter (or longer) schedule for quick runs; the rest unchanged."""
-        return replace(
-            self,
-            epochs=self.epochs if epochs is None else _integer(epochs, "--epochs"),
-            iterations_per_epoch=self.iterations_per_epoch if iterations is None
-            else _integer(iterations, "--iterations"),
-            val_iterations_per_epoch=self.val_iterations_per_epoch if val_iterations is None
-            else _integer(val_iterations, "--val-iterations"),
-        )
+def training_from_dict(data: Any, where: str) -> TrainingSpec:
+    """A recipe's ``training``: optimiser, initial rate, poly exponent, epochs and iterations."""
+    data = _check_fields(data, set(TrainingSpec.__dataclass_fields__), where)
+    optimizer = data.get("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise RecipeError(f"{where}.optimizer: {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    return TrainingSpec(
+        optimizer=optimizer,
+        initial_lr=_number(data.get("initial_lr", 0.01), f"{where}.initial_lr", positive=True),
+        poly_exponent=_number(data.get("poly_exponent", 0.9), f"{where}.poly_exponent", positive=True),
+        epochs=_integer(data.get("epochs", 1000), f"{where}.epochs"),
+        iterations_per_epoch=_integer(data.get("iterations_per_epoch", 250), f"{where}.iterations_per_epoch"),
+        val_iterations_per_epoch=_integer(data.get("val_iterations_per_epoch", 50),
+                                          f"{where}.val_iterations_per_epoch"),
+    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +113,7 @@ class ModelGroup:
         configuration = _require(data, "configuration", where)
         if configuration not in CONFIGURATIONS:
             raise RecipeError(f"{where}.configuration: {configuration!r} is not one of {', '.join(CONFIGURATIONS)}")
-        return cls(str(name), configuration, LossSpec.from_dict(data.get("loss", {}), f"{where}.loss"))
+        return cls(str(name), configuration, loss_from_dict(data.get("loss", {}), f"{where}.loss"))
 
 
 @dataclass(frozen=True)
@@ -211,7 +193,7 @@ class Recipe:
             description=str(data.get("description", "")),
             preprocessing=preprocessing,
             target_spacing=TargetSpacing.from_dict(data.get("target_spacing"), f"{where}.target_spacing"),
-            training=TrainingSpec.from_dict(data.get("training", {}), f"{where}.training"),
+            training=training_from_dict(data.get("training", {}), f"{where}.training"),
             groups=groups,
             default_groups=default_groups,
             folds=tuple(folds),
@@ -293,6 +275,8 @@ def describe_recipe(recipe: Recipe) -> str:
         default = "" if g.name in recipe.default_groups else " (on request)"
         lines.append(f"  group {g.name}: {g.configuration}, loss {loss.dice_weight:g}·Dice + "
                      f"{loss.ce_weight:g}·CE (class weights {weights}){default}")
+    if any(g.loss.class_weights is not None for g in recipe.groups):
+        lines.append("  class weights: background / each hemorrhage class (one, or the five subtypes)")
     t = recipe.training
     lines.append(f"  training: {t.optimizer}, lr {t.initial_lr:g}, poly {t.poly_exponent:g}, "
                  f"{t.epochs} epochs × {t.iterations_per_epoch} iterations, folds {list(recipe.folds)}")
