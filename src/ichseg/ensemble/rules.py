@@ -139,11 +139,12 @@ def vote_class_map(class_votes: Sequence[Any], class_sums: Any, n_models: int) -
     return _best_class(class_sums, n_models, range(len(class_sums)), class_votes)
 
 
-def uncertainty_class_map(votes: Any, class_sums: Any, n_models: int, **params: Any) -> UEResult:
+def uncertainty_class_map(votes: Any, class_sums: Any, n_models: int, *, th: float = 0.5,
+                          n1: int = 1, n2: int | None = None, reading: str = "printed") -> UEResult:
     """Li & Chen's eq. 5 on the "any hemorrhage" ``votes`` (:func:`uncertainty_ensemble`, same
     parameters) decides where; each voxel there takes the hemorrhage class of highest mean
     probability (a tie to the lower value)."""
-    where = uncertainty_ensemble(votes, n_models, **params)
+    where = uncertainty_ensemble(votes, n_models, th=th, n1=n1, n2=n2, reading=reading)
     labels = _best_class(class_sums, n_models, range(1, len(class_sums)))
     labels[~where.mask] = 0
     return UEResult(mask=labels, hr=where.hr, rule=where.rule)
