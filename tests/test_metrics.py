@@ -259,7 +259,7 @@ def test_empty_reference_summary_gives_mean_and_max_over_those_cases_only():
     assert empty_reference_summary(rows_) == {
         "n_cases": 3, "n_without_fp": 1,
         "fp_ml": {"mean": 1.0, "max": 2.5}, "fp_components": {"mean": 4 / 3, "max": 3.0}}
-    header, body = empty_reference_table({"m": rows_})
+    _, body = empty_reference_table({"m": rows_})
     assert body == [["m", "3", "1", "1.00", "2.50", "1.3", "3.0"]]
     none = empty_reference_summary(rows_[3:])
     assert none["n_cases"] == 0 and math.isnan(none["fp_ml"]["max"])

@@ -288,3 +288,23 @@ def test_false_positives_match_scikit_image_components(seed):
     values = case_metrics(pred, ref, spacing)
     assert values["fp_components"] == label(outside, connectivity=3).max()
     assert values["fp_ml"] == pytest.approx(outside.sum() * np.prod(spacing) / 1000, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_components_of_scattered_false_positives_match_scikit_image(seed):
+    """Voxels and small clusters scattered over a large volume, some a diagonal step or a gap of
+    one plane apart: the counting that skips empty planes must count as labelling does."""
+    from skimage.measure import label
+
+    rng = np.random.default_rng(seed)
+    shape = (20, 120, 130)
+    pred = np.zeros(shape, bool)
+    corners = rng.integers(0, np.array(shape) - 3, size=(60, 3))
+    for z, y, x in corners:
+        pred[z, y, x] = True
+        step = rng.integers(-1, 3, size=3)  # -1..2: a neighbour, itself, or one plane beyond
+        pred[tuple(np.clip((z, y, x) + step, 0, np.array(shape) - 1))] = True
+    ref = np.zeros(shape, bool)
+    ref[5:9, 40:60, 40:70] = True
+    values = case_metrics(pred, ref, (5.0, 0.45, 0.45))
+    assert values["fp_components"] == label(pred & ~ref, connectivity=3).max()
