@@ -81,12 +81,16 @@ class Evaluation:
     def summary(self, metrics: Sequence[str] = tuple(METRICS)) -> dict[str, dict]:
         return summarize(self.rows, metrics)
 
+    def scored_rows(self, name: str) -> list[dict[str, object]]:
+        """One class's rows of the cases where it was scored (in one mask or both)."""
+        return [row for row in self.class_rows.get(name, []) if is_scored(row)]
+
     def class_summaries(self, metrics: Sequence[str] = tuple(METRICS)) -> dict[str, dict]:
         """Per class: the cases scored and not (the class in neither mask), and the summary of
         the scored ones."""
         summaries = {}
         for name, rows in self.class_rows.items():
-            scored = [row for row in rows if is_scored(row)]
+            scored = self.scored_rows(name)
             summaries[name] = {"n_scored": len(scored),
                                "absent_cases": [str(row["case"]) for row in rows if not is_scored(row)],
                                "metrics": summarize(scored, metrics)}
@@ -114,8 +118,7 @@ class Comparison:
 
     def class_results(self, name: str) -> dict[str, list[dict[str, object]]]:
         """One class's rows by method name, only the cases where the method scored it."""
-        return {method: [row for row in evaluation.class_rows.get(name, []) if is_scored(row)]
-                for method, evaluation in self.evaluations.items()}
+        return {method: evaluation.scored_rows(name) for method, evaluation in self.evaluations.items()}
 
 
 @dataclass(frozen=True)

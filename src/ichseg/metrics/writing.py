@@ -25,7 +25,6 @@ from ichseg.metrics.summary import (
     class_summary_table,
     empty_reference_summary,
     empty_reference_table,
-    is_scored,
     markdown_table,
     metric_summary_table,
     rows_to_csv,
@@ -178,7 +177,7 @@ def _write_plots(evaluations: Mapping[str, Evaluation], folder: Path) -> None:
     if any(evaluation.is_multiclass for evaluation in evaluations.values()):
         by_class = {ANY: results}
         for name in next(iter(evaluations.values())).class_rows:
-            by_class[name] = {method: [row for row in evaluation.class_rows[name] if is_scored(row)]
+            by_class[name] = {method: evaluation.scored_rows(name)
                               for method, evaluation in evaluations.items()}
         dice_boxplots_by_class(by_class, folder / "dice_boxplot_by_class.png")
 
