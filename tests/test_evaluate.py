@@ -216,7 +216,8 @@ def test_cli_exits_2_and_names_the_failed_case(cases, ichseg):
     write(pred / "bad.nii.gz", reference_mask(0) * 3)
     code, out, err = ichseg("evaluate", pred, ref, "--workers", "1", "--tolerance", "1.0")
     assert code == 2
-    assert "ichseg: error: case bad: prediction is not a binary mask" in err
+    assert f"ichseg: error: case bad: {pred / 'bad.nii.gz'}: the prediction is not a binary mask: " \
+           "it holds 3; to evaluate a label map, name its classes" in err
     assert "NSD tolerance 1 mm" in out
 
 

@@ -41,7 +41,8 @@ def test_identical_masks_are_perfect():
     metrics = case_metrics(box(), box(), SPACING)
     assert metrics == {"dice": 1.0, "hd": 0.0, "hd95": 0.0, "nsd": 1.0, "rvd": 0.0,
                        "rvd_signed": 0.0, "volume_pred_ml": metrics["volume_ref_ml"],
-                       "volume_ref_ml": pytest.approx(75 * 5.0 * 0.42 * 0.42 / 1000)}
+                       "volume_ref_ml": pytest.approx(75 * 5.0 * 0.42 * 0.42 / 1000),
+                       "fp_ml": 0.0, "fp_components": 0}
 
 
 def test_single_voxels_three_slices_apart():
@@ -220,3 +221,45 @@ def test_identical_methods_share_a_rank():
     rows_ = metric_rows({"c1": (0.9, 2.0, 0.1, 0.9)})
     ranking = rank_methods({"x": rows_, "y": rows_, "z": metric_rows({"c1": (0.1, 9.0, 0.9, 0.1)})})
     assert [(row["method"], row["rank"]) for row in ranking] == [("x", 1), ("y", 1), ("z", 3)]
+
+
+# --- false positives (hand-counted) ---
+
+def test_false_positives_are_the_predicted_voxels_outside_the_reference():
+    ref = box()                              # z 3-5, y 5-9, x 5-9: 75 voxels
+    pred = box(x=(6, 11))                    # shifted by one: 15 voxels outside (x = 10)
+    pred[8, 15, 15] = 1                      # a lone voxel
+    pred[9, 16, 16] = pred[9, 16, 17] = 1    # touches the lone voxel at a corner: same component
+    pred[0, 0, 0:4] = 1                      # a row of 4 voxels in the first slice
+    values = case_metrics(pred, ref, SPACING)
+    outside = 15 + 1 + 2 + 4
+    assert values["fp_ml"] == pytest.approx(outside * 5.0 * 0.42 * 0.42 / 1000, rel=1e-12)
+    assert values["fp_components"] == 3      # the rim, the corner-touching pair, the row
+    assert isinstance(values["fp_components"], int)
+
+
+def test_false_positives_on_an_empty_reference_are_the_whole_prediction():
+    empty = np.zeros((12, 20, 20), np.uint8)
+    pred = box()
+    pred[10, 0, 0] = 1
+    values = case_metrics(pred, empty, SPACING)
+    assert values["fp_ml"] == values["volume_pred_ml"] == pytest.approx(76 * 5.0 * 0.42 * 0.42 / 1000)
+    assert values["fp_components"] == 2
+    assert case_metrics(empty, box(), SPACING)["fp_components"] == 0
+    assert case_metrics(box(), box(), SPACING)["fp_ml"] == 0.0
+
+
+def test_empty_reference_summary_gives_mean_and_max_over_those_cases_only():
+    from ichseg.metrics.summary import empty_reference_summary, empty_reference_table
+
+    rows_ = [{"case": "a", "volume_ref_ml": 0.0, "fp_ml": 0.0, "fp_components": 0},
+             {"case": "b", "volume_ref_ml": 0.0, "fp_ml": 2.5, "fp_components": 3},
+             {"case": "c", "volume_ref_ml": 0.0, "fp_ml": 0.5, "fp_components": 1},
+             {"case": "d", "volume_ref_ml": 7.0, "fp_ml": 9.0, "fp_components": 8}]
+    assert empty_reference_summary(rows_) == {
+        "n_cases": 3, "n_without_fp": 1,
+        "fp_ml": {"mean": 1.0, "max": 2.5}, "fp_components": {"mean": 4 / 3, "max": 3.0}}
+    _, body = empty_reference_table({"m": rows_})
+    assert body == [["m", "3", "1", "1.00", "2.50", "1.3", "3.0"]]
+    none = empty_reference_summary(rows_[3:])
+    assert none["n_cases"] == 0 and math.isnan(none["fp_ml"]["max"])

@@ -240,3 +240,73 @@ def test_signed_rvd_matches_medpy(seed):
     pred, ref, spacing = random_pair(seed)
     assert case_metrics(pred, ref, spacing)["rvd_signed"] == pytest.approx(ravd(pred, ref),
                                                                          rel=1e-12)
+
+
+# --- label maps: any hemorrhage and each class, and the false positives ---
+
+def label_map_pair(seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A random pair whose voxels are split into the five subtypes by smooth random fields,
+    one for the reference and a perturbed one for the prediction, so the classes disagree at
+    their borders as well as the masks do."""
+    pred, ref, spacing = random_pair(seed)
+    rng = np.random.default_rng(seed + 1000)
+    field = ndimage.gaussian_filter(rng.standard_normal(SHAPE), (0.8, 4.0, 4.0))
+    noisy = field + 0.3 * field.std() * ndimage.gaussian_filter(rng.standard_normal(SHAPE), 1.0)
+    bins = np.quantile(field, [0.2, 0.4, 0.6, 0.8])
+    top = 5 if seed % 2 == 0 else 4  # odd seeds: no SDH, a class in neither mask
+    ref_labels = np.where(ref, np.minimum(1 + np.digitize(field, bins), top), 0).astype(np.uint8)
+    pred_labels = np.where(pred, np.minimum(1 + np.digitize(noisy, bins), top), 0).astype(np.uint8)
+    return pred_labels, ref_labels, spacing
+
+
+@pytest.mark.parametrize("seed", nonempty_pairs()[:N_MONAI_PAIRS])
+def test_label_maps_match_deepmind_for_any_hemorrhage_and_each_class(deepmind, seed):
+    from ichseg.labels import SUBTYPES
+    from ichseg.metrics import metrics_by_class
+
+    pred, ref, spacing = label_map_pair(seed)
+    union, by_class = metrics_by_class(pred, ref, spacing, SUBTYPES, 0.42)
+    [theirs] = deepmind_values(deepmind, pred > 0, ref > 0, spacing, [0.42])
+    assert_close(union, theirs)
+    np.testing.assert_equal(union, case_metrics(pred > 0, ref > 0, spacing, 0.42))  # exactly
+    for value in SUBTYPES.hemorrhage_values:
+        values = by_class[SUBTYPES.name(value)]
+        if not (pred == value).any() and not (ref == value).any():
+            assert values is None
+            continue
+        if (pred == value).any() and (ref == value).any():
+            [theirs] = deepmind_values(deepmind, pred == value, ref == value, spacing, [0.42])
+            assert_close(values, theirs)
+        np.testing.assert_equal(values, case_metrics(pred == value, ref == value, spacing, 0.42))
+    assert (by_class["SDH"] is None) == (seed % 2 == 1)
+
+
+@pytest.mark.parametrize("seed", nonempty_pairs()[:N_MONAI_PAIRS])
+def test_false_positives_match_scikit_image_components(seed):
+    from skimage.measure import label
+
+    pred, ref, spacing = random_pair(seed)
+    outside = pred & ~ref
+    values = case_metrics(pred, ref, spacing)
+    assert values["fp_components"] == label(outside, connectivity=3).max()
+    assert values["fp_ml"] == pytest.approx(outside.sum() * np.prod(spacing) / 1000, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_components_of_scattered_false_positives_match_scikit_image(seed):
+    """Voxels and small clusters scattered over a large volume, some a diagonal step or a gap of
+    one plane apart: the counting that skips empty planes must count as labelling does."""
+    from skimage.measure import label
+
+    rng = np.random.default_rng(seed)
+    shape = (20, 120, 130)
+    pred = np.zeros(shape, bool)
+    corners = rng.integers(0, np.array(shape) - 3, size=(60, 3))
+    for z, y, x in corners:
+        pred[z, y, x] = True
+        step = rng.integers(-1, 3, size=3)  # -1..2: a neighbour, itself, or one plane beyond
+        pred[tuple(np.clip((z, y, x) + step, 0, np.array(shape) - 1))] = True
+    ref = np.zeros(shape, bool)
+    ref[5:9, 40:60, 40:70] = True
+    values = case_metrics(pred, ref, (5.0, 0.45, 0.45))
+    assert values["fp_components"] == label(pred & ~ref, connectivity=3).max()

@@ -94,14 +94,20 @@ def recipe_ensemble(folder: ModelFolder) -> EnsembleSpec:
     return replace(EnsembleSpec.from_dict(folder.recipe.ensemble), n2=None)
 
 
+#: The metrics of the report's table (mean ± sd per model group and ensemble).
+CV_METRICS = ("dice", "hd", "rvd", "nsd", "fp_ml", "fp_components")
+
+
 def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None, *,
               nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM, progress: bool = True,
               write: bool = True) -> CVReport:
-    """Dice, HD and RVD (mean ± sd) per model group and per ensemble strategy, out of fold.
+    """Dice, HD, RVD, NSD and the false-positive volume and components (mean ± sd) per model
+    group and per ensemble strategy, out of fold, and the false positives on the cases without
+    hemorrhage (:func:`cv_tables`).
 
     Writes ``cv_report.md`` and ``cv_report.csv`` into the model folder when ``write``.
     """
-    from ichseg.metrics import case_metrics, summary_table
+    from ichseg.metrics import case_metrics
 
     folder = ModelFolder.open(model)
     cases = load_out_of_fold_cases(folder, workspace, progress)
@@ -116,12 +122,38 @@ def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None
         for label, spec in methods.items():
             mask, _ = ensemble_out_of_fold(case, spec)
             results[f"ensemble: {label}"].append(case_metrics(mask, case.reference, case.spacing, nsd_tolerance_mm))
-    markdown = summary_table(results, metrics=("dice", "hd", "rvd", "nsd"), fmt="markdown")
-    csv = summary_table(results, metrics=("dice", "hd", "rvd", "nsd"), fmt="csv")
+    markdown, csv = cv_tables(results)
     if write:
         write_text(folder.path / "cv_report.md", markdown, overwrite=True)
         write_text(folder.path / "cv_report.csv", csv, overwrite=True)
     return CVReport(results, markdown, csv, len(cases), groups)
+
+
+def cv_tables(results: dict[str, list[dict[str, float]]]) -> tuple[str, str]:
+    """The report as markdown and CSV: mean ± sd of :data:`CV_METRICS` per method and, over the
+    cases whose reference is empty, the false-positive volume and components (mean and max; in
+    the CSV, the ``empty_ref_`` columns)."""
+    from ichseg.metrics.summary import (
+        empty_reference_summary,
+        empty_reference_table,
+        markdown_table,
+        rows_to_csv,
+        summary_rows,
+        summary_table,
+    )
+
+    markdown = summary_table(results, CV_METRICS, fmt="markdown")
+    empty = {method: empty_reference_summary(rows) for method, rows in results.items()}
+    if any(summary["n_cases"] for summary in empty.values()):
+        markdown += ("\n## Cases without hemorrhage in the reference\n\n"
+                     + markdown_table(*empty_reference_table(results)))
+    rows = summary_rows(results, CV_METRICS)
+    for row, summary in zip(rows, empty.values()):
+        row.update({"empty_ref_cases": summary["n_cases"],
+                    "empty_ref_without_fp": summary["n_without_fp"]})
+        row.update({f"empty_ref_{metric}_{field}": summary[metric][field]
+                    for metric in ("fp_ml", "fp_components") for field in ("mean", "max")})
+    return markdown, rows_to_csv(rows)
 
 
 def select_postprocessing(model: str | Path, workspace: str | Path | Workspace | None = None, *,

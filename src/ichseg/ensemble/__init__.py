@@ -1,4 +1,5 @@
-"""Combine several models' predictions into one mask: mean, majority vote, uncertainty ensemble."""
+"""Combine several models' predictions into one mask (or label map, with several hemorrhage classes):
+mean, majority vote, uncertainty ensemble."""
 
 from ichseg.ensemble.rules import (
     READINGS,
@@ -9,8 +10,11 @@ from ichseg.ensemble.rules import (
     ensemble_mask,
     half_ratio,
     majority_vote,
+    mean_class_map,
     mean_ensemble,
+    uncertainty_class_map,
     uncertainty_ensemble,
+    vote_class_map,
 )
 
 __all__ = [
@@ -23,8 +27,11 @@ __all__ = [
     "ensemble_mask",
     "half_ratio",
     "majority_vote",
+    "mean_class_map",
     "mean_ensemble",
+    "uncertainty_class_map",
     "uncertainty_ensemble",
+    "vote_class_map",
 ]
 
 

@@ -10,11 +10,21 @@ Three strategies:
 
 Every function works on numpy arrays and on torch tensors alike and returns a boolean mask of
 the same library. HR is reported for every strategy, as the case's uncertainty measure.
+
+With several hemorrhage classes (K classes, background included) each strategy gives a uint8
+label map instead (DESIGN §15):
+
+- ``mean``: the argmax of the mean class probabilities (``nnUNetv2_ensemble``'s rule);
+- ``vote``: the class most models chose; a tie goes to the class of higher mean probability,
+  then to the lower class value;
+- ``uncertainty``: Li & Chen's rule on the "any hemorrhage" votes decides where there is
+  hemorrhage (the binary rule and HR unchanged); each voxel inside takes the hemorrhage class
+  (1..K-1) of highest mean probability, a tie going to the lower value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
@@ -40,7 +50,8 @@ class EnsembleError(IchsegError):
 
 @dataclass(frozen=True)
 class UEResult:
-    """The uncertainty estimation ensemble's mask, the case's HR and the branch of eq. 5 used."""
+    """The uncertainty estimation ensemble's mask (a label map with several hemorrhage classes),
+    the case's HR and the branch of eq. 5 used."""
 
     mask: Any
     hr: float | None
@@ -49,7 +60,8 @@ class UEResult:
 
 @dataclass(frozen=True)
 class EnsembleResult:
-    """One case's ensemble mask and what produced it."""
+    """One case's ensemble mask (boolean; a uint8 label map with several hemorrhage classes)
+    and what produced it."""
 
     mask: Any
     strategy: str
@@ -113,6 +125,55 @@ def uncertainty_ensemble(votes: Any, n_models: int, *, th: float = 0.5, n1: int 
     return UEResult(mask=(votes > n1) & (votes > n2), hr=hr, rule="HR=th: n>N1 and n>N2")
 
 
+def mean_class_map(class_sums: Any, n_models: int) -> Any:
+    """The class of highest mean probability (``class_sums`` holds each class's probability sum
+    along the first axis); a tie goes to the lower class value, as argmax."""
+    _check_n_models(n_models)
+    return _best_class(class_sums, n_models, range(len(class_sums)))
+
+
+def vote_class_map(class_votes: Sequence[Any], class_sums: Any, n_models: int) -> Any:
+    """The class most models chose (``class_votes[k]``: the models whose argmax is class k,
+    background included); a tie goes to the class of higher mean probability, then the lower value."""
+    _check_n_models(n_models)
+    return _best_class(class_sums, n_models, range(len(class_sums)), class_votes)
+
+
+def uncertainty_class_map(votes: Any, class_sums: Any, n_models: int, *, th: float = 0.5,
+                          n1: int = 1, n2: int | None = None, reading: str = "printed") -> UEResult:
+    """Li & Chen's eq. 5 on the "any hemorrhage" ``votes`` (:func:`uncertainty_ensemble`, same
+    parameters) decides where; each voxel there takes the hemorrhage class of highest mean
+    probability (a tie to the lower value)."""
+    where = uncertainty_ensemble(votes, n_models, th=th, n1=n1, n2=n2, reading=reading)
+    labels = _best_class(class_sums, n_models, range(1, len(class_sums)))
+    labels[~where.mask] = 0
+    return UEResult(mask=labels, hr=where.hr, rule=where.rule)
+
+
+def _best_class(class_sums: Any, n_models: int, values: Sequence[int],
+                class_votes: Sequence[Any] | None = None) -> Any:
+    """Per voxel, the value among ``values`` with the most votes (when given), then the highest
+    mean probability, then the lowest value. One pass per class keeps the memory at a few maps
+    whatever the number of classes."""
+    from ichseg.ensemble.accumulator import array_namespace
+
+    xp = array_namespace(class_sums)
+    first, *others = values
+    labels = xp.full(tuple(class_sums.shape[1:]), first, dtype=xp.uint8, device=class_sums.device)
+    best_mean = class_sums[first] / n_models
+    best_votes = None if class_votes is None else class_votes[first]
+    for value in others:
+        mean = class_sums[value] / n_models
+        better = mean > best_mean
+        if class_votes is not None:
+            votes = class_votes[value]
+            better = (votes > best_votes) | ((votes == best_votes) & better)
+            best_votes = xp.where(better, votes, best_votes)
+        labels[better] = value
+        best_mean = xp.where(better, mean, best_mean)
+    return labels
+
+
 def ensemble_mask(strategy: str, accumulator: EnsembleAccumulator, **params: Any) -> EnsembleResult:
     """Apply the named strategy to an accumulated ensemble; ``params`` go to the strategy."""
     if strategy not in STRATEGIES:
@@ -132,13 +193,27 @@ def ensemble_mask(strategy: str, accumulator: EnsembleAccumulator, **params: Any
         resolved = {**UNCERTAINTY_DEFAULTS, **params}
         resolved["n2"] = _check_uncertainty_params(n_models, resolved["th"], resolved["n1"],
                                                    resolved["n2"])
-        result = uncertainty_ensemble(votes, n_models, **resolved)
+        if accumulator.is_multiclass:
+            result = uncertainty_class_map(votes, accumulator.probability_sum, n_models, **resolved)
+        else:
+            result = uncertainty_ensemble(votes, n_models, **resolved)
         return EnsembleResult(result.mask, strategy, n_models, result.hr, result.rule, resolved)
-    if strategy == "mean":
-        mask, rule = mean_ensemble(accumulator.probability_sum, n_models), "mean>0.5"
-    else:
-        mask, rule = majority_vote(votes, n_models), "n>C/2"
+    mask, rule = (_class_rule if accumulator.is_multiclass else _binary_rule)(strategy, accumulator)
     return EnsembleResult(mask, strategy, n_models, half_ratio(votes, n_models), rule)
+
+
+def _binary_rule(strategy: str, accumulator: EnsembleAccumulator) -> tuple[Any, str]:
+    if strategy == "mean":
+        return mean_ensemble(accumulator.probability_sum, accumulator.n_models), "mean>0.5"
+    return majority_vote(accumulator.votes, accumulator.n_models), "n>C/2"
+
+
+def _class_rule(strategy: str, accumulator: EnsembleAccumulator) -> tuple[Any, str]:
+    sums, n_models = accumulator.probability_sum, accumulator.n_models
+    if strategy == "mean":
+        return mean_class_map(sums, n_models), "argmax of the mean"
+    class_votes = [accumulator.class_votes(value) for value in range(accumulator.n_classes)]
+    return vote_class_map(class_votes, sums, n_models), "most votes, then the higher mean"
 
 
 def _check_n_models(n_models: int) -> None:

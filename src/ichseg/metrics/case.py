@@ -6,6 +6,9 @@ masks follow the challenge where it defines a value and DESIGN §5 where it does
 - empty prediction: Dice 0, HD and HD95 inf, NSD 0, RVD 1 (signed -1);
 - empty reference: Dice 0, HD and HD95 inf, NSD 0, RVD NaN (undefined: nothing to divide by);
 - both empty: Dice 1, HD and HD95 0, NSD 1, RVD NaN.
+
+The false-positive volume (``fp_ml``) and its component count (``fp_components``) are the
+predicted voxels outside the reference, whatever the reference holds.
 """
 
 from __future__ import annotations
@@ -17,13 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ichseg.errors import InputError
-from ichseg.metrics.overlap import dice, relative_volume_difference, volume_ml
-from ichseg.metrics.surface import (
-    bounding_box,
-    hausdorff_distance,
-    surface_dice,
-    surface_distances,
-)
+from ichseg.labels import LabelScheme
+from ichseg.metrics.overlap import dice, false_positives, relative_volume_difference, volume_ml
+from ichseg.metrics.surface import bounding_box, hausdorff_distance, surface_dice, surface_distances
 
 #: NSD tolerance in mm of the INSTANCE 2022 organizers' evaluation script (an in-plane pixel size).
 DEFAULT_NSD_TOLERANCE_MM = 0.42
@@ -57,6 +56,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("rvd_signed", "signed RVD"),
     Metric("volume_pred_ml", "Volume pred", "mL", decimals=2),
     Metric("volume_ref_ml", "Volume ref", "mL", decimals=2),
+    Metric("fp_ml", "FP volume", "mL", higher_is_better=False, decimals=2),
+    Metric("fp_components", "FP components", higher_is_better=False, decimals=1),
 )}
 
 
@@ -67,7 +68,8 @@ def metric_info(key: str) -> Metric:
 
 def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
                  nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> dict[str, float]:
-    """Dice, HD, HD95, NSD, RVD (absolute and signed) and both volumes (mL) of one case.
+    """Dice, HD, HD95, NSD, RVD (absolute and signed), both volumes (mL), and the false-positive
+    volume (mL) and component count of one case.
 
     ``pred`` and ``ref`` are binary (z, y, x) arrays of one shape; ``spacing`` is (z, y, x) in mm.
     Raises :class:`~ichseg.errors.InputError` for masks that are not binary, of different shape
@@ -88,6 +90,7 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
         pred_mask, ref_mask = pred_mask[box], ref_mask[box]
     distances = surface_distances(pred_mask, ref_mask, spacing)
     rvd_signed = relative_volume_difference(pred_mask, ref_mask)
+    fp_ml, fp_components = false_positives(pred_mask, ref_mask, spacing)
     values = {
         "dice": dice(pred_mask, ref_mask),
         "hd": hausdorff_distance(distances, 100.0),
@@ -97,8 +100,31 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
         "rvd_signed": rvd_signed,
         "volume_pred_ml": volume_ml(pred_mask, spacing),
         "volume_ref_ml": volume_ml(ref_mask, spacing),
+        "fp_ml": fp_ml,
     }
-    return {key: float(value) for key, value in values.items()}
+    return {**{key: float(value) for key, value in values.items()}, "fp_components": fp_components}
+
+
+def metrics_by_class(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
+                     scheme: LabelScheme, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
+                     ) -> tuple[dict[str, float], dict[str, dict[str, float] | None]]:
+    """:func:`case_metrics` of two label maps (uint8 values 0..K-1 of ``scheme``): for any
+    hemorrhage (every non-zero voxel, exactly the binary metrics of ``mask > 0``), and for each
+    class by name, None where the class is in neither mask (not scored, and not computed).
+    """
+    union = case_metrics(pred != 0, ref != 0, spacing, nsd_tolerance_mm)
+    by_class: dict[str, dict[str, float] | None] = dict.fromkeys(scheme.names[1:])
+    box = bounding_box((pred | ref) != 0)  # every class lies inside the union's box
+    if box is None:
+        return union, by_class
+    pred, ref = pred[box], ref[box]
+    present = np.bincount(pred.ravel(), minlength=scheme.n_classes) + np.bincount(
+        ref.ravel(), minlength=scheme.n_classes)
+    for value in scheme.hemorrhage_values:
+        if present[value]:
+            by_class[scheme.name(value)] = case_metrics(pred == value, ref == value, spacing,
+                                                        nsd_tolerance_mm)
+    return union, by_class
 
 
 def binary_mask(array: np.ndarray, what: str = "mask") -> np.ndarray:

@@ -1,4 +1,5 @@
-"""PNG plots of evaluation results: Dice per case by method, and Bland–Altman of volumes.
+"""PNG plots of evaluation results: Dice per case by method (and by class), and Bland–Altman of
+volumes.
 
 Figures are built with matplotlib's object interface (no pyplot state, no display needed) and
 written atomically.
@@ -23,10 +24,30 @@ def dice_boxplot(results: Mapping[str, Sequence[Row]], path: str | os.PathLike,
     """Box plot of per-case Dice for each method, every case drawn as a point over its box."""
     from matplotlib.figure import Figure
 
+    figure = Figure(figsize=(max(4.0, 1.4 * len(results) + 2.0), 4.5), layout="constrained")
+    _draw_dice_boxes(figure.add_subplot(), results, "Dice per case")
+    return _save(figure, path, overwrite)
+
+
+def dice_boxplots_by_class(results: Mapping[str, Mapping[str, Sequence[Row]]],
+                           path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """One panel per class (``results[class][method]``: the rows where the class was scored),
+    each as :func:`dice_boxplot` draws it, on a common Dice axis."""
+    from matplotlib.figure import Figure
+
+    n_methods = max(len(by_method) for by_method in results.values())
+    width = max(3.0, 1.1 * n_methods + 1.5)
+    figure = Figure(figsize=(width * len(results), 4.5), layout="constrained")
+    panels = figure.subplots(1, len(results), sharey=True, squeeze=False)[0]
+    for axes, (name, by_method) in zip(panels, results.items()):
+        scored = sum(len(rows) for rows in by_method.values())
+        _draw_dice_boxes(axes, by_method, f"{name} ({scored} scored)")
+    return _save(figure, path, overwrite)
+
+
+def _draw_dice_boxes(axes, results: Mapping[str, Sequence[Row]], title: str) -> None:
     methods = list(results)
     values = [np.array([float(row["dice"]) for row in results[m]]) for m in methods]
-    figure = Figure(figsize=(max(4.0, 1.4 * len(methods) + 2.0), 4.5), layout="constrained")
-    axes = figure.add_subplot()
     axes.boxplot(values, showfliers=False, widths=0.5)
     axes.set_xticks(range(1, len(methods) + 1), labels=methods,
                     rotation=20 if len(methods) > 3 else 0)
@@ -36,9 +57,8 @@ def dice_boxplot(results: Mapping[str, Sequence[Row]], path: str | os.PathLike,
                      color="tab:blue", zorder=3)
     axes.set_ylim(-0.02, 1.02)
     axes.set_ylabel("Dice")
-    axes.set_title("Dice per case")
+    axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
-    return _save(figure, path, overwrite)
 
 
 def bland_altman_plot(results: Mapping[str, Sequence[Row]], path: str | os.PathLike,

@@ -7,17 +7,22 @@ the mean of those per-metric ranks orders the methods. Ranking per case keeps ev
 equal and stays defined when some HDs are infinite (an empty prediction): an infinite HD simply
 ranks last on that case, where a mean over cases would be inf for several methods and tie them.
 A case a method has no row for (missing or failed), and an undefined value, also rank last.
+
+On one class of label maps (:func:`rank_class`), a case where the class is in neither a
+method's mask nor the reference was not scored; for ranking it counts as what it is, two empty
+masks that agree, so that a method is not ranked below one that marked the class wrongly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-from ichseg.metrics.case import METRICS, metric_info
-from ichseg.metrics.summary import mean_sd_cell, summarize
+from ichseg.metrics.case import METRICS, case_metrics, metric_info
+from ichseg.metrics.summary import is_scored, mean_sd_cell, summarize
 
 Row = Mapping[str, Any]
 
@@ -65,6 +70,27 @@ def rank_methods(results: Mapping[str, Sequence[Row]],
         for i, method in enumerate(methods)
     ]
     return sorted(table, key=lambda row: (row["rank"], row["method"]))
+
+
+def rank_class(results: Mapping[str, Sequence[Row]],
+               metrics: Sequence[str] = RANKING_METRICS) -> list[dict[str, object]]:
+    """:func:`rank_methods` on one class's rows, over the cases some method scored; a row not
+    scored counts as two empty masks (Dice 1, HD 0, NSD 1, RVD undefined). [] when no method
+    scored any case."""
+    cases = {str(row["case"]) for rows in results.values() for row in rows if is_scored(row)}
+    if not cases:
+        return []
+    filled = {method: [row if is_scored(row) else {**row, **_both_empty()}
+                       for row in rows if str(row["case"]) in cases]
+              for method, rows in results.items()}
+    return rank_methods(filled, metrics)
+
+
+@cache
+def _both_empty() -> dict[str, float]:
+    """The metrics of two empty masks, as :func:`case_metrics` defines them."""
+    empty = np.zeros((1, 1, 1), dtype=bool)
+    return case_metrics(empty, empty, (1.0, 1.0, 1.0))
 
 
 def ranking_columns(metrics: Sequence[str] = RANKING_METRICS) -> list[str]:

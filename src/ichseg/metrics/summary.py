@@ -4,7 +4,11 @@ A row is a mapping with a ``case`` name and metric values (see :data:`ichseg.met
 Means are taken over the finite values only, with the number of infinite values (an HD where one
 mask is empty) beside them: one such case would otherwise turn the mean into inf, which is what
 happened to most teams' mean HD in INSTANCE 2022. NaN means undefined (an RVD without reference
-volume) and is counted apart.
+volume) and is counted apart. A row of one class of a label map whose values are None was not
+scored (the class is in neither mask): it is left out of that class's summary and counted.
+
+Cases whose reference is empty (no hemorrhage) have a summary of their own: the false-positive
+volume and component count a reader would have to dismiss.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ Row = Mapping[str, Any]
 #: Metrics in Li & Chen's Table 1.
 TABLE_METRICS = ("dice", "hd", "rvd")
 TABLE_FORMATS = ("markdown", "csv", "text")
+#: The false-positive figures summarised over the cases without hemorrhage in the reference.
+FALSE_POSITIVE_METRICS = ("fp_ml", "fp_components")
+
+
+def is_scored(row: Row) -> bool:
+    """False for a class's row where the class is in neither mask (its values are None)."""
+    return row.get("dice") is not None
 
 
 def summarize(rows: Sequence[Row], metrics: Sequence[str] = tuple(METRICS)) -> dict[str, dict]:
@@ -54,17 +65,67 @@ def summary_table(results: Mapping[str, Sequence[Row]], metrics: Sequence[str] =
     """
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(TABLE_FORMATS)}")
-    summaries = {method: summarize(rows, metrics) for method, rows in results.items()}
     if fmt == "csv":
-        fields = ("mean", "sd", "median", "n", "n_infinite")
-        header = ["method"] + [f"{metric}_{field}" for metric in metrics for field in fields]
-        body = [[method] + [s[metric][field] for metric in metrics for field in fields]
-                for method, s in summaries.items()]
-        return _csv_text(header, body)
+        rows = summary_rows(results, metrics)
+        return rows_to_csv(rows, list(rows[0]) if rows else ["method"])
+    summaries = {method: summarize(rows, metrics) for method, rows in results.items()}
     header = ["Method"] + [metric_info(metric).title for metric in metrics]
     body = [[method] + [mean_sd_cell(s[metric], metric_info(metric).decimals) for metric in metrics]
             for method, s in summaries.items()]
     return markdown_table(header, body) if fmt == "markdown" else text_table(header, body)
+
+
+def summary_rows(results: Mapping[str, Sequence[Row]], metrics: Sequence[str] = TABLE_METRICS
+                 ) -> list[dict[str, object]]:
+    """A row per method: ``method`` and ``<metric>_mean``, ``_sd``, ``_median``, ``_n``,
+    ``_n_infinite`` for each metric (the columns of :func:`summary_table`'s CSV)."""
+    fields = ("mean", "sd", "median", "n", "n_infinite")
+    rows = []
+    for method, method_rows in results.items():
+        summary = summarize(method_rows, metrics)
+        rows.append({"method": method, **{f"{metric}_{field}": summary[metric][field]
+                                          for metric in metrics for field in fields}})
+    return rows
+
+
+def empty_reference_summary(rows: Sequence[Row]) -> dict[str, Any]:
+    """Over the cases whose reference is empty: their number, how many have no false positive,
+    and the mean and max of the false-positive volume (mL) and component count."""
+    empty = [row for row in rows if float(row["volume_ref_ml"]) == 0.0]
+    summary: dict[str, Any] = {"n_cases": len(empty),
+                               "n_without_fp": sum(1 for row in empty if float(row["fp_ml"]) == 0.0)}
+    for metric in FALSE_POSITIVE_METRICS:
+        values = np.array([float(row[metric]) for row in empty])
+        summary[metric] = {"mean": float(values.mean()) if values.size else math.nan,
+                           "max": float(values.max()) if values.size else math.nan}
+    return summary
+
+
+def empty_reference_table(results: Mapping[str, Sequence[Row]]
+                          ) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the false positives on cases without hemorrhage, a row per method."""
+    header = ["Method", "cases", "without FP", "FP volume (mL) mean", "max",
+              "FP components mean", "max"]
+    body = []
+    for method, rows in results.items():
+        summary = empty_reference_summary(rows)
+        cells = [format_value(summary[metric][field], decimals)
+                 for metric, decimals in (("fp_ml", 2), ("fp_components", 1))
+                 for field in ("mean", "max")]
+        body.append([method, str(summary["n_cases"]), str(summary["n_without_fp"]), *cells])
+    return header, body
+
+
+def class_summary_table(summaries: Mapping[str, Mapping[str, Any]],
+                        metrics: Sequence[str] = TABLE_METRICS) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of a row per class: "mean ± sd" per metric over the cases where the class
+    was scored, and their number (``summaries`` as ``Evaluation.class_summaries`` gives them)."""
+    header = ["Class", "scored", "not scored"] + [metric_info(metric).title for metric in metrics]
+    body = [[name, str(summary["n_scored"]), str(len(summary["absent_cases"]))]
+            + [mean_sd_cell(summary["metrics"][metric], metric_info(metric).decimals)
+               for metric in metrics]
+            for name, summary in summaries.items()]
+    return header, body
 
 
 def case_table(rows: Sequence[Row], metrics: Sequence[str] = tuple(METRICS)
