@@ -16,6 +16,7 @@ where the skull's outer surface was stays inside; scalp beyond it is outside.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,7 +136,8 @@ def interpolated_outer(rays: SkullRays) -> np.ndarray:
     known = ~np.isnan(rays.outer_mm)
     if not known.any():
         return np.full(len(known), np.nan)
-    with np.errstate(all="ignore"):  # a ray whose neighbours all met no bone has no median
+    with warnings.catch_warnings():  # a ray whose neighbours all met no bone has no median
+        warnings.simplefilter("ignore", RuntimeWarning)
         around = np.nanmedian(np.where(known[neighbours], rays.outer_mm[neighbours], np.nan),
                               axis=1)
     outer = np.where(known & (rays.outer_mm < around - EARLY_MM), around, rays.outer_mm)
