@@ -285,7 +285,7 @@ def test_the_rule_needs_the_ct():
 
 
 def test_the_space_is_found_once_per_case_and_loaded_lazily(bleed_and_outside):
-    case, bleed, blob, straddling, _ = bleed_and_outside
+    case, bleed, blob, _, _ = bleed_and_outside
     loads = []
     steps = CaseSteps(bleed | blob, case.image.spacing,
                       lambda: loads.append(1) or case.image)
@@ -306,7 +306,7 @@ def selection_cases(with_outside: bool) -> list[tuple]:
         reference = case.label.astype(bool)
         prediction = ndimage.binary_dilation(reference, iterations=1) & inside
         if with_outside:
-            cosine, distance = direction_from_centre(case, (0.2, 0.3, 1.0))
+            cosine, _ = direction_from_centre(case, (0.2, 0.3, 1.0))
             soft = (case.tissues == Tissue.SCALP) & ~ndimage.binary_dilation(inside, _CUBE)
             prediction |= soft & (cosine > 0.9)
         cases.append((prediction, reference, case.image.spacing, case.image))

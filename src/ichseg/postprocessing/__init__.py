@@ -9,8 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ichseg.postprocessing.intracranial import IntracranialSpace, find_intracranial_space
-from ichseg.postprocessing.rules import CONNECTIVITY, INTRACRANIAL, RULES, Rule, RuleError
+from ichseg.postprocessing.intracranial import (
+    IntracranialSpace,
+    find_intracranial_space,
+)
+from ichseg.postprocessing.rules import (
+    CONNECTIVITY,
+    INTRACRANIAL,
+    RULES,
+    Rule,
+    RuleError,
+)
 from ichseg.postprocessing.sequence import (
     PostprocessedCase,
     Postprocessing,

@@ -21,7 +21,7 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +33,8 @@ DEFAULT_MARGIN = 0.01
 
 MetricFn = Callable[[np.ndarray, np.ndarray, tuple[float, float, float]], dict[str, float]]
 #: ``(prediction, reference, spacing)``, or with the CT (:data:`ImageSource`) as a fourth item.
-Case = Union[tuple[np.ndarray, np.ndarray, tuple[float, float, float]],
-             tuple[np.ndarray, np.ndarray, tuple[float, float, float], ImageSource]]
+Case = (tuple[np.ndarray, np.ndarray, tuple[float, float, float]]
+        | tuple[np.ndarray, np.ndarray, tuple[float, float, float], ImageSource])
 
 
 #: The metrics that guard the choice, in table order, each with whether its margin is relative

@@ -19,13 +19,16 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from ichseg.atomic import write_json
 from ichseg.io.ctimage import CTImage
-from ichseg.postprocessing.intracranial import IntracranialSpace, find_intracranial_space
+from ichseg.postprocessing.intracranial import (
+    IntracranialSpace,
+    find_intracranial_space,
+)
 from ichseg.postprocessing.rules import (
     INTRACRANIAL,
     RULES,
@@ -39,7 +42,7 @@ from ichseg.postprocessing.rules import (
 
 #: The CT a rule on voxels reads: an image (any orientation), a canonical array with the mask's
 #: spacing, or a function that loads either when it is first needed.
-ImageSource = Union[CTImage, np.ndarray, Callable[[], Union[CTImage, np.ndarray]], None]
+ImageSource = CTImage | np.ndarray | Callable[[], CTImage | np.ndarray] | None
 
 
 @dataclass(frozen=True)
