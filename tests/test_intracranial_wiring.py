@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ichseg.cli import build_parser
-from ichseg.data.synth import generate_case
+from ichseg.data.synth import Tissue, generate_case
 from ichseg.errors import RecipeError
 from ichseg.io.image import save_image
 from ichseg.models import ModelFolder
@@ -129,3 +129,52 @@ def test_the_command_line_flag():
     args = build_parser().parse_args(["predict", "-i", "in", "-o", "out", "--show-intracranial"])
     assert args.show_intracranial
     assert not build_parser().parse_args(["predict", "-i", "in", "-o", "out"]).show_intracranial
+
+
+def fake_trained_folder(root: Path, cases: dict[str, tuple], images: bool) -> Path:
+    """A workspace with phantoms imported as data set ``phantoms`` (their CTs in ``imagesTr``
+    when ``images``) and a model folder whose out-of-fold predictions are given."""
+    raw = root / "nnUNet_raw" / "Dataset001_phantoms"
+    folder = root / "models" / "phantoms" / "nnunet"
+    fold_dir = folder / "3d_fullres" / "nnunet" / "fold_0"
+    fold_dir.mkdir(parents=True)
+    (fold_dir / "checkpoint_final.pth").write_bytes(b"")
+    (folder / "3d_fullres" / "oof").mkdir()
+    for name, (image, reference, prediction) in cases.items():
+        if images:
+            save_image(image, raw / "imagesTr" / f"{name}_0000.nii.gz")
+        save_image(image.with_array(reference.astype(np.uint8)), raw / "labelsTr" / f"{name}.nii.gz")
+        np.savez_compressed(folder / "3d_fullres" / "oof" / f"{name}.npz",
+                            probability=prediction.astype(np.uint8) * 255, fold=0)
+    description = {"recipe": load_recipe("nnunet").to_dict(), "dataset": "phantoms",
+                   "groups": {"3d_fullres": {"configuration": "3d_fullres",
+                                             "nnunet_folder": "3d_fullres/nnunet"}},
+                   "preprocessing": {}, "nnunet_dataset": "Dataset001_phantoms",
+                   "plans_name": "nnUNetPlans"}
+    (folder / "ichseg_model.json").write_text(json.dumps(description))
+    return folder
+
+
+@pytest.mark.parametrize("images", [True, False])
+def test_postprocess_select_reads_the_imported_cts(tmp_path, images):
+    """Predictions that mark the scalp beside each bleed: with the CTs, the intracranial rule is
+    chosen and saved; without them it is not a candidate."""
+    from ichseg.crossval import select_postprocessing
+
+    cases = {}
+    for seed in (11, 12, 13):
+        case = generate_case(seed, "tiny", hemorrhage=True)
+        reference = case.label.astype(bool)
+        scalp = np.zeros_like(reference)
+        half = reference.shape[2] // 2
+        scalp[:, :, :half] = case.tissues[:, :, :half] == Tissue.SCALP
+        cases[f"case{seed}"] = (case.image, reference, reference | scalp)
+    folder = fake_trained_folder(tmp_path, cases, images)
+    selection = select_postprocessing(folder, tmp_path, progress=False)
+    saved = json.loads((folder / "postprocessing.json").read_text())
+    assert saved["steps"] == selection.chosen.to_list()
+    names = [str(row.rule) for row in selection.rows]
+    if images:
+        assert "intracranial" in names and selection.chosen.steps[0] == Rule("intracranial")
+    else:
+        assert not any("intracranial" in name for name in names)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ichseg.atomic import write_text
+from ichseg.data.derived import IMAGE_SUFFIX
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import ModelError
 from ichseg.io.image import load_image
@@ -142,7 +143,7 @@ def select_postprocessing(model: str | Path, workspace: str | Path | Workspace |
     spec = recipe_ensemble(folder) if len(cases[0].probabilities) > 1 else EnsembleSpec("mean")
     images = _training_images(folder, workspace)
     selection_cases = [(ensemble_out_of_fold(c, spec)[0], c.reference, c.spacing,
-                        _image_loader(images / f"{c.name}_0000.nii.gz")) for c in cases]
+                        _image_loader(images / f"{c.name}{IMAGE_SUFFIX}")) for c in cases]
     selection = select_rule(selection_cases, candidates,
                             DEFAULT_MARGIN if margin is None else margin)
     save_rule(folder.postprocessing_file, selection.chosen, extra={

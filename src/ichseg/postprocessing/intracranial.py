@@ -71,6 +71,8 @@ MIN_DENSE_SHARE = 0.5
 _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 _SIX = ndimage.generate_binary_structure(3, 1)
+_DOWNWARDS = np.zeros((3, 3, 3), dtype=bool)  # a voxel and the one below it (axis 0 runs upwards)
+_DOWNWARDS[0, 1, 1] = _DOWNWARDS[1, 1, 1] = True
 
 
 @dataclass(frozen=True)
@@ -248,10 +250,12 @@ def _component_at(enclosed: np.ndarray, centre_mm: np.ndarray,
 
 def _grown_back(cavity: np.ndarray, room: np.ndarray,
                 spacing: tuple[float, float, float]) -> np.ndarray:
-    """The cavity grown within ``room`` (never through bone) by about :data:`CLOSING_MM`, and
-    its islands (calcifications, streaks) filled."""
+    """The cavity grown within ``room`` (never through bone) by about :data:`CLOSING_MM`, within
+    the slices and downwards (into the folds of the skull base; not upwards, where the slices
+    that cut the vault's top obliquely hold partial-volume bone), and its islands
+    (calcifications, streaks) filled."""
     grown = cavity
-    for structure, step in ((_IN_PLANE, min(spacing[1:])), (_SIX, spacing[0])):
+    for structure, step in ((_IN_PLANE, min(spacing[1:])), (_DOWNWARDS, spacing[0])):
         steps = max(1, round(CLOSING_MM / step))
         grown = ndimage.binary_dilation(grown, structure, iterations=steps, mask=room | grown)
     walled = np.pad(grown, ((1, 1), (0, 0), (0, 0)), constant_values=True)
