@@ -8,10 +8,14 @@ through a gap: a craniectomy, a skull cut by the field of view, a missing piece 
 tilt-corrected scan. Rays that leave through the first or last slice look out of a scan cropped
 at the vertex or the skull base, which the walled 3D fill seals instead; they are no gaps.
 
-Over a gap, the outer radius is interpolated from the directions around it (harmonic
-interpolation on the neighbour graph of the directions, so a round skull stays round), and a cap
-a few millimetres thick is laid on that surface. Brain that bulges through a craniectomy up to
-where the skull's outer surface was stays inside; scalp beyond it is outside.
+Over a gap the skull's outer surface is put at the skin less the scalp's thickness, which is
+interpolated from the directions around the gap (harmonic interpolation on the neighbour graph
+of the directions); where no skin was met, at the outer radius interpolated the same way. A cap
+covers everything beyond that surface, and beyond the bone's inner surface in a ring of
+directions around the gap, so that it overlaps the bone at the gap's edge. After a craniectomy
+the brain lies right under the scalp, sunken or bulging, and stays inside; the scalp and the
+muscle beyond stay outside, but for where the muscle is thicker over the gap than around it
+(the temporal muscle over a lateral defect), which errs on keeping rather than cutting brain.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from scipy.spatial import cKDTree
 N_RAYS = 2000
 #: How far a ray looks for bone; an adult cranial cavity is at most about 100 mm from its middle.
 RAY_MM = 160.0
-#: A voxel and its eight neighbours within the slice: the cap thickening (the band is thicker than
-#: a slice, so it needs none across slices, where a voxel can be several millimetres).
+#: A voxel and its eight neighbours within the slice: the cap thickening (across slices a voxel
+#: can be several millimetres, and the cap, open outwards, needs none).
 _IN_PLANE_SQUARE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE_SQUARE[1] = True
 #: A ray whose bone ends this much before its neighbours' met something inside the cavity.
