@@ -121,7 +121,7 @@ def test_li2022_two_folds_trains_six_models_with_out_of_fold_predictions(planned
 
     selection = select_postprocessing(folder.path, ws, progress=False)
     saved = json.loads(folder.postprocessing_file.read_text())
-    assert saved["rule"]["name"] == selection.chosen.name
+    assert saved["steps"] == selection.chosen.to_list()
     again = predict(root / "test" / "data", root / "pred-post", folder.path, device="cpu", mirroring=False,
                     progress=False)
     record = json.loads((root / "pred-post" / f"{again.cases[0].name}.json").read_text())

@@ -1,4 +1,7 @@
-"""Connected-component rules on hand-built masks, their JSON form, and cross-validated selection."""
+"""Connected-component rules on hand-built masks, their JSON form, and cross-validated selection.
+
+The intracranial rule, on phantoms, is in test_intracranial.py.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from scipy import ndimage
 from ichseg.errors import IchsegError, OutputExistsError
 from ichseg.postprocessing import (
     CONNECTIVITY,
+    Postprocessing,
     Rule,
     RuleError,
     apply_rule,
@@ -115,14 +119,35 @@ def test_rule_json_round_trip(tmp_path):
     rule = Rule("min_volume", {"min_ml": 0.25})
     save_rule(path, rule, extra={"selection": {"n_cases": 3}})
     saved = json.loads(path.read_text())
-    assert saved == {"rule": {"name": "min_volume", "params": {"min_ml": 0.25}},
+    assert saved == {"steps": [{"name": "min_volume", "params": {"min_ml": 0.25}}],
                      "selection": {"n_cases": 3}}
-    assert load_rule(path) == rule
+    assert load_rule(path) == Postprocessing((rule,))
     with pytest.raises(OutputExistsError):
         save_rule(path, Rule("none"))
     save_rule(path, Rule("keep_largest"), overwrite=True)
-    assert load_rule(path) == Rule("keep_largest")
+    assert load_rule(path) == Postprocessing((Rule("keep_largest"),))
     assert sorted(p.name for p in path.parent.iterdir()) == ["postprocessing.json"]
+
+
+def test_a_sequence_is_saved_as_a_list_of_steps(tmp_path):
+    path = tmp_path / "postprocessing.json"
+    steps = Postprocessing((Rule("intracranial"), Rule("min_volume", {"min_ml": 0.1})))
+    save_rule(path, steps)
+    assert json.loads(path.read_text()) == {"steps": [
+        {"name": "intracranial", "params": {}}, {"name": "min_volume", "params": {"min_ml": 0.1}}]}
+    assert load_rule(path) == steps
+    assert steps.name == "intracranial then min_volume" and steps.needs_image
+    assert str(steps) == "intracranial then min_volume(min_ml=0.1)"
+    save_rule(path, Postprocessing(), overwrite=True)
+    assert load_rule(path) == Postprocessing((Rule("none"),)) == Postprocessing()
+    assert str(load_rule(path)) == "none"
+
+
+def test_files_written_before_sequences_still_read(tmp_path):
+    path = tmp_path / "postprocessing.json"
+    path.write_text(json.dumps({"rule": {"name": "min_slices", "params": {"min_slices": 2}},
+                                "selected_on": "5 out-of-fold cases, ensemble mean"}))
+    assert load_rule(path) == Postprocessing((Rule("min_slices", {"min_slices": 2}),))
 
 
 def test_rule_from_dict():
@@ -156,6 +181,7 @@ def test_bad_rules_are_one_line_errors(data, named):
 
 @pytest.mark.parametrize("content", [
     '{"rule": {"name": "median"}}', "{not json", '{"name": "none"}', "[1, 2]",
+    '{"steps": {"name": "none"}}', '{"steps": [{"name": "intracranial", "params": {"x": 1}}]}',
 ])
 def test_load_rule_names_the_file(tmp_path, content):
     path = tmp_path / "postprocessing.json"
@@ -197,10 +223,11 @@ def test_min_volume_wins_where_specks_are_spurious():
     cases = [two_bleeds_with_specks(shift) for shift in range(3)]
     selection = select_rule([(p, r, SPACING) for p, r, _ in cases])  # INSTANCE metrics
     rows = {str(row.rule): row for row in selection.rows}
-    assert list(rows) == [str(rule) for rule in candidate_grid()]
+    # Without the cases' CT, the grid leaves out the intracranial rule.
+    assert list(rows) == [str(rule) for rule in candidate_grid(intracranial=False)]
     assert list(rows["none"].means) == ["dice", "hd", "hd95", "nsd", "rvd"]
     # The three gentlest volume thresholds remove exactly the specks; ties go to the first.
-    assert selection.chosen == Rule("min_volume", {"min_ml": 0.05})
+    assert selection.chosen == Postprocessing((Rule("min_volume", {"min_ml": 0.05}),))
     without_specks = np.mean([dice(p & ~specks, r) for p, r, specks in cases])
     for threshold in ("0.05", "0.1", "0.25"):
         row = rows[f"min_volume(min_ml={threshold})"]
@@ -215,7 +242,7 @@ def test_min_volume_wins_where_specks_are_spurious():
     table = format_selection(selection)
     marked = [line.split() for line in table.splitlines() if line.startswith("*")]
     assert [line[1] for line in marked] == ["min_volume(min_ml=0.05)"]
-    assert all(str(rule) in table for rule in candidate_grid())
+    assert all(str(rule) in table for rule in candidate_grid(intracranial=False))
 
 
 def test_keep_largest_loses_on_multiple_bleeds_even_where_it_helps_single_ones():
@@ -229,9 +256,10 @@ def test_keep_largest_loses_on_multiple_bleeds_even_where_it_helps_single_ones()
     selection = select_rule(cases, [Rule("keep_largest"), Rule("min_volume", {"min_ml": 0.1})])
     rows = {str(row.rule): row for row in selection.rows}
     assert rows["keep_largest"].means["dice"] < rows["none"].means["dice"]
-    assert selection.chosen == Rule("none")
+    assert selection.chosen == Postprocessing()
     # Alone, the single-bleed case is where keep_largest is right.
-    assert select_rule(cases[:1], [Rule("keep_largest")]).chosen == Rule("keep_largest")
+    assert select_rule(cases[:1], [Rule("keep_largest")]).chosen == Postprocessing.of(
+        Rule("keep_largest"))
 
 
 def table_metric(table: dict[int, dict[str, float]]):
@@ -264,7 +292,7 @@ def test_margin_guards_every_metric(after, margin, worse, chosen):
     metric = table_metric({9: before, 8: {**before, **after}})
     selection = select_rule(largest_and_speck(), [Rule("keep_largest")], margin, metric)
     assert [str(row.rule) for row in selection.rows] == ["none", "keep_largest"]  # none added
-    assert selection.chosen == Rule(chosen)
+    assert selection.chosen == Postprocessing.of(Rule(chosen))
     assert selection.rows[1].worse == worse
 
 
@@ -274,8 +302,8 @@ def test_selection_is_saved_as_plain_data(tmp_path):
                             metric_fn=lambda p, r, s: {"dice": dice(p, r)})
     save_rule(tmp_path / "pp.json", selection.chosen, {"selection": selection.as_dict()})
     saved = json.loads((tmp_path / "pp.json").read_text())
-    assert saved["selection"]["chosen"] == saved["rule"] == selection.chosen.to_dict()
-    assert len(saved["selection"]["rows"]) == len(candidate_grid())
+    assert saved["selection"]["chosen"] == saved["steps"] == selection.chosen.to_list()
+    assert len(saved["selection"]["rows"]) == len(candidate_grid(intracranial=False))
 
 
 def test_selection_needs_cases_and_a_sane_margin():

@@ -8,14 +8,16 @@ group (the fold that held it out), so the ensembles here combine C = number of g
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ichseg.atomic import write_text
+from ichseg.data.derived import IMAGE_SUFFIX
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import ModelError
 from ichseg.io.image import load_image
@@ -159,17 +161,36 @@ def cv_tables(results: dict[str, list[dict[str, float]]]) -> tuple[str, str]:
 def select_postprocessing(model: str | Path, workspace: str | Path | Workspace | None = None, *,
                           margin: float | None = None, candidates: Sequence[Any] | None = None,
                           progress: bool = True) -> Any:
-    """Choose the component rule on the recipe's out-of-fold ensemble and save it in the folder."""
+    """Choose the postprocessing on the recipe's out-of-fold ensemble and save it in the folder.
+
+    The cases' CT images (the workspace's imported ``imagesTr``) are read when a candidate needs
+    them, one case at a time; without them the ``intracranial`` rule is not among the default
+    candidates.
+    """
     from ichseg.postprocessing import save_rule
     from ichseg.postprocessing.selection import DEFAULT_MARGIN, select_rule
 
     folder = ModelFolder.open(model)
     cases = load_out_of_fold_cases(folder, workspace, progress)
     spec = recipe_ensemble(folder) if len(cases[0].probabilities) > 1 else EnsembleSpec("mean")
-    triples = [(ensemble_out_of_fold(c, spec)[0], c.reference, c.spacing) for c in cases]
-    selection = select_rule(triples, candidates, DEFAULT_MARGIN if margin is None else margin)
+    images = _training_images(folder, workspace)
+    selection_cases = [(ensemble_out_of_fold(c, spec)[0], c.reference, c.spacing,
+                        _image_loader(images / f"{c.name}{IMAGE_SUFFIX}")) for c in cases]
+    selection = select_rule(selection_cases, candidates,
+                            DEFAULT_MARGIN if margin is None else margin)
     save_rule(folder.postprocessing_file, selection.chosen, extra={
         "selected_on": f"{len(cases)} out-of-fold cases, ensemble {spec.strategy}",
         "selection": selection.as_dict(),
     }, overwrite=True)
     return selection
+
+
+def _training_images(folder: ModelFolder, workspace: WorkspaceLike) -> Path:
+    """The folder of the imported training images (nnU-Net's ``imagesTr``)."""
+    ws = _workspace_of(folder, workspace)
+    return ws.raw / ws.dataset_folder_name(folder.dataset) / "imagesTr"
+
+
+def _image_loader(path: Path) -> Callable[[], Any] | None:
+    """A function that reads the CT at ``path`` (None when there is none)."""
+    return partial(load_image, path) if path.is_file() else None

@@ -1,4 +1,4 @@
-"""``ichseg postprocess-select``: choose the component rule by cross-validation."""
+"""``ichseg postprocess-select``: choose the postprocessing rules by cross-validation."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score every candidate rule on the recipe's out-of-fold ensemble, keep the best mean Dice that
+    """Score every candidate (the component rules, alone and after the intracranial rule, which reads
+    the imported training CTs) on the recipe's out-of-fold ensemble, keep the best mean Dice that
     worsens no metric by more than the margin, print the table and save the choice as JSON."""
     from ichseg.crossval import select_postprocessing
     from ichseg.postprocessing.selection import format_selection

@@ -34,13 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="uncertainty ensemble: HR as printed (n = floor(C/2)) or majority (n >= ceil(C/2))")
     parser.add_argument("--group", action="append", help="use only this model group (repeatable)")
     add_folds(parser, None, "use only these models (default: every trained model)")
-    parser.add_argument("--no-postprocess", action="store_true", help="skip the model folder's component rule")
+    parser.add_argument("--no-postprocess", action="store_true", help="skip the model folder's postprocessing rules")
     parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step (default 0.5)")
     parser.add_argument("--series", help="DICOM SeriesInstanceUID to use when a folder holds several")
     parser.add_argument("--keep-identifiers", action="store_true",
                         help="include patient identifiers from DICOM headers in the outputs")
     parser.add_argument("--no-report", action="store_true", help="skip the PNG previews and HTML reports")
+    parser.add_argument("--show-intracranial", action="store_true",
+                        help="draw in each preview the intracranial space (the skull's inside) that the "
+                             "intracranial rule used, or would use")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted batch in OUT: skip the cases whose outputs are "
                              "complete (same model and options only)")
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     params = {"th": args.th, "n1": args.n1, "n2": args.n2, "reading": args.reading}
     options = OutputOptions(keep_identifiers=args.keep_identifiers, preview=not args.no_report,
-                            html=not args.no_report, overwrite=args.overwrite)
+                            html=not args.no_report, overwrite=args.overwrite,
+                            show_intracranial=args.show_intracranial)
     result = predict(args.input, args.output, args.model, dataset=args.dataset, recipe=args.recipe,
                      workspace=args.workspace, ensemble=args.ensemble, ensemble_params=params,
                      groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,

@@ -1,4 +1,4 @@
-"""Connected-component postprocessing: rules stored as data, chosen by cross-validation.
+"""Postprocessing: rules stored as data, applied in sequence, chosen by cross-validation.
 
 The rules load with the package; the selection (which evaluates metrics, and imports scipy.stats
 and plotting through them) loads on first use, so that applying a rule at prediction stays light.
@@ -9,13 +9,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ichseg.postprocessing.intracranial import (
+    IntracranialSpace,
+    find_intracranial_space,
+)
 from ichseg.postprocessing.rules import (
     CONNECTIVITY,
+    INTRACRANIAL,
     RULES,
     Rule,
     RuleError,
+)
+from ichseg.postprocessing.sequence import (
+    PostprocessedCase,
+    Postprocessing,
     apply_rule,
     load_rule,
+    postprocess,
     save_rule,
 )
 
@@ -28,4 +38,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CONNECTIVITY", "RULES", "Rule", "RuleError", "apply_rule", "load_rule", "save_rule", *_SELECTION]
+__all__ = ["CONNECTIVITY", "INTRACRANIAL", "RULES", "IntracranialSpace", "PostprocessedCase",
+           "Postprocessing", "Rule", "RuleError", "apply_rule", "find_intracranial_space",
+           "load_rule", "postprocess", "save_rule", *_SELECTION]

@@ -1,8 +1,10 @@
-"""Connected-component postprocessing rules, stored as data (a name and its parameters).
+"""Postprocessing rules, stored as data (a name and its parameters).
 
-A rule decides which connected components of a predicted mask to keep. Rules are saved in a
-model folder as JSON (``{"rule": {"name": ..., "params": {...}}}``) and looked up in
-:data:`RULES` when loaded, so a saved choice never carries executable code (nnU-Net pickles its
+A component rule decides which connected components of a predicted mask to keep; the
+``intracranial`` rule removes the voxels outside the intracranial space found from the CT
+(:mod:`ichseg.postprocessing.intracranial`). Rules are applied in sequence and saved in a model
+folder as JSON (:mod:`ichseg.postprocessing.sequence`); a name is looked up in :data:`RULES`
+when loaded, so a saved choice never carries executable code (nnU-Net pickles its
 postprocessing functions; a pickle runs whatever it contains when loaded).
 
 Connectivity is 3D 26-connectivity (:data:`CONNECTIVITY`): voxels touching at a face, an edge or
@@ -14,19 +16,15 @@ delete. It is also nnU-Net's connectivity (scikit-image's full connectivity by d
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from ichseg.atomic import write_json
 from ichseg.errors import IchsegError
 from ichseg.units import voxel_volume_ml
 
@@ -103,12 +101,20 @@ def _keep_min_slices(components: Components, params: Mapping[str, Any]) -> np.nd
 
 @dataclass(frozen=True)
 class RuleKind:
-    """What a rule name means: which components it keeps and which parameters it takes."""
+    """What a rule name means: which components it keeps (None: a rule on the CT's voxels, which
+    needs the image) and which parameters it takes."""
 
-    keep: Callable[[Components, Mapping[str, Any]], np.ndarray]
+    keep: Callable[[Components, Mapping[str, Any]], np.ndarray] | None
     parameters: Mapping[str, type]
     meaning: str
 
+    @property
+    def needs_image(self) -> bool:
+        return self.keep is None
+
+
+#: The rule that removes the voxels outside the intracranial space.
+INTRACRANIAL = "intracranial"
 
 #: Every rule ichseg knows, by name; parameters are positive ints or floats.
 RULES: Mapping[str, RuleKind] = {
@@ -118,6 +124,8 @@ RULES: Mapping[str, RuleKind] = {
                            "remove components smaller than min_ml millilitres"),
     "min_slices": RuleKind(_keep_min_slices, {"min_slices": int},
                            "remove components spanning fewer than min_slices axial slices"),
+    INTRACRANIAL: RuleKind(None, {}, "remove the voxels outside the intracranial space found "
+                                     "from the CT (the skull in HU)"),
 }
 
 
@@ -177,8 +185,11 @@ def _validated_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def kept_components(components: Components, rule: Rule) -> np.ndarray:
-    """Which components ``rule`` keeps, one boolean per component."""
-    return RULES[rule.name].keep(components, rule.params)
+    """Which components the component rule ``rule`` keeps, one boolean per component."""
+    keep = RULES[rule.name].keep
+    if keep is None:
+        raise ValueError(f"{rule.name!r} is not a component rule")
+    return keep(components, rule.params)
 
 
 def removal_report(components: Components, keep: np.ndarray, rule: Rule) -> dict[str, Any]:
@@ -192,37 +203,3 @@ def removal_report(components: Components, keep: np.ndarray, rule: Rule) -> dict
         "removed_components": int((~keep).sum()),
         "kept_components": int(keep.sum()),
     }
-
-
-def apply_rule(mask: np.ndarray, spacing: tuple[float, float, float],
-               rule: Rule) -> tuple[np.ndarray, dict[str, Any]]:
-    """Apply ``rule`` to a (z, y, x) mask; return the boolean result and what was removed."""
-    components = find_components(mask, spacing)
-    keep = kept_components(components, rule)
-    return components.mask_of(keep), removal_report(components, keep, rule)
-
-
-def save_rule(path: str | os.PathLike, rule: Rule, extra: Mapping[str, Any] | None = None,
-              overwrite: bool = False) -> Path:
-    """Write ``{"rule": ..., **extra}`` as JSON, atomically; ``extra`` holds e.g. the selection."""
-    extra = dict(extra or {})
-    if "rule" in extra:
-        raise ValueError("'rule' is reserved for the rule itself")
-    return write_json(path, {"rule": rule.to_dict(), **extra}, overwrite)
-
-
-def load_rule(path: str | os.PathLike) -> Rule:
-    """Read the rule saved by :func:`save_rule`; any problem is one line naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RuleError(f"{path}: no such postprocessing rule file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RuleError(f"{path}: cannot read a postprocessing rule ({error})") from None
-    if not isinstance(data, dict) or "rule" not in data:
-        raise RuleError(f"{path}: no 'rule' entry")
-    try:
-        return Rule.from_dict(data["rule"])
-    except RuleError as error:
-        raise RuleError(f"{path}: {error}") from None

@@ -1,10 +1,12 @@
-"""Choose a postprocessing rule by cross-validation, on a recipe's out-of-fold predictions.
+"""Choose postprocessing by cross-validation, on a recipe's out-of-fold predictions.
 
-Every candidate rule is applied to every case and scored against the reference. The rule chosen
-has the best mean Dice among the rules that make no metric worse than ``none`` (no
-postprocessing) by more than the margin; equal mean Dice goes to the earlier candidate, and
-:func:`candidate_grid` lists ``none`` first, parameter-free rules next and the gentlest threshold
-of each rule first.
+Every candidate (a rule, or rules in sequence) is applied to every case and scored against the
+reference. The candidate chosen has the best mean Dice among those that make no metric worse
+than ``none`` (no postprocessing) by more than the margin; equal mean Dice goes to the earlier
+candidate. :func:`candidate_grid` lists ``none`` first, parameter-free rules next and the
+gentlest threshold of each rule first, then, when the cases come with their CT, the same after
+``intracranial``: so the intracranial rule is chosen only where it raises Dice, which it does
+where the predictions hold extracranial false positives.
 
 The margin (:data:`DEFAULT_MARGIN`, 0.01) is absolute for the metrics that are fractions (Dice,
 NSD, RVD: 0.01 is one Dice point) and relative for the distances in mm (HD, HD95: 1% of
@@ -15,6 +17,7 @@ empty; means are taken over the finite cases, and a rule that makes more cases n
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,17 +26,15 @@ from typing import Any
 import numpy as np
 
 from ichseg.metrics import METRICS, case_metrics
-from ichseg.postprocessing.rules import (
-    Rule,
-    RuleError,
-    find_components,
-    kept_components,
-)
+from ichseg.postprocessing.rules import INTRACRANIAL, Rule, RuleError
+from ichseg.postprocessing.sequence import CaseSteps, ImageSource, Postprocessing
 
 DEFAULT_MARGIN = 0.01
 
 MetricFn = Callable[[np.ndarray, np.ndarray, tuple[float, float, float]], dict[str, float]]
-Case = tuple[np.ndarray, np.ndarray, tuple[float, float, float]]
+#: ``(prediction, reference, spacing)``, or with the CT (:data:`ImageSource`) as a fourth item.
+Case = (tuple[np.ndarray, np.ndarray, tuple[float, float, float]]
+        | tuple[np.ndarray, np.ndarray, tuple[float, float, float], ImageSource])
 
 
 #: The metrics that guard the choice, in table order, each with whether its margin is relative
@@ -48,7 +49,7 @@ GUARDED_METRICS: dict[str, bool] = {
 class SelectionRow:
     """One candidate's results over all cases."""
 
-    rule: Rule
+    rule: Postprocessing
     means: dict[str, float]
     """Mean of each metric over the cases where it is finite (NaN if none is)."""
     non_finite: dict[str, int]
@@ -63,7 +64,7 @@ class SelectionRow:
         return not self.worse
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule.to_dict(), "means": self.means, "non_finite": self.non_finite,
+        return {"steps": self.rule.to_list(), "means": self.means, "non_finite": self.non_finite,
                 "removed_voxels": self.removed_voxels,
                 "removed_components": self.removed_components, "worse": list(self.worse)}
 
@@ -73,61 +74,72 @@ class Selection:
     """Every candidate's row, the rule chosen and why."""
 
     rows: list[SelectionRow]
-    chosen: Rule
+    chosen: Postprocessing
     reason: str
     margin: float
     n_cases: int
 
     def as_dict(self) -> dict[str, Any]:
         """The comparison in plain JSON types, to save beside the chosen rule."""
-        return {"chosen": self.chosen.to_dict(), "reason": self.reason, "margin": self.margin,
+        return {"chosen": self.chosen.to_list(), "reason": self.reason, "margin": self.margin,
                 "n_cases": self.n_cases, "rows": [row.as_dict() for row in self.rows]}
 
 
-def candidate_grid() -> list[Rule]:
-    """The rules and thresholds compared by default."""
-    return [
+def candidate_grid(intracranial: bool = True) -> list[Postprocessing]:
+    """The rules and thresholds compared by default, and, with ``intracranial``, each of them
+    after the ``intracranial`` rule."""
+    component_rules = [
         Rule("none"),
         Rule("keep_largest"),
         *(Rule("min_volume", {"min_ml": ml}) for ml in (0.05, 0.1, 0.25, 0.5, 1.0)),
         *(Rule("min_slices", {"min_slices": n}) for n in (2, 3)),
     ]
+    grid = [Postprocessing.of(rule) for rule in component_rules]
+    if intracranial:
+        grid += [Postprocessing((Rule(INTRACRANIAL), rule)) for rule in component_rules]
+    return grid
 
 
-def select_rule(cases: Sequence[Case], candidates: Sequence[Rule] | None = None,
+def select_rule(cases: Sequence[Case],
+                candidates: Sequence[Rule | Postprocessing | Sequence[Rule]] | None = None,
                 margin: float = DEFAULT_MARGIN, metric_fn: MetricFn | None = None) -> Selection:
-    """Score every candidate on ``(prediction, reference, spacing)`` cases and choose one.
+    """Score every candidate on the cases and choose one.
 
-    ``metric_fn(prediction, reference, spacing)`` returns a dict with at least ``dice``; it
-    defaults to :func:`ichseg.metrics.case_metrics`. ``none`` is always scored, as the baseline.
-    Rules that keep the same components of a case share one metric computation.
+    A case is ``(prediction, reference, spacing)``, and its CT as a fourth item for the rules
+    that read it (:data:`Case`); the default candidates include ``intracranial`` only when every
+    case has its CT. ``metric_fn(prediction, reference, spacing)`` returns a dict with at least
+    ``dice``; it defaults to :func:`ichseg.metrics.case_metrics`. ``none`` is always scored, as
+    the baseline. Candidates that leave a case the same mask share one metric computation.
     """
     if not cases:
         raise RuleError("no out-of-fold predictions to choose a postprocessing rule from")
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
         raise RuleError(f"the postprocessing margin must be a number >= 0, got {margin!r}")
     metric_fn = metric_fn or case_metrics
-    candidates = list(candidate_grid() if candidates is None else candidates)
-    if Rule("none") not in candidates:
-        candidates.insert(0, Rule("none"))
+    with_ct = all(len(case) > 3 and case[3] is not None for case in cases)
+    candidates = [Postprocessing.of(c) for c in (candidate_grid(with_ct) if candidates is None
+                                                 else candidates)]
+    if Postprocessing() not in candidates:
+        candidates.insert(0, Postprocessing())
 
     scores: list[list[dict[str, float]]] = [[] for _ in candidates]
     removed = np.zeros((len(candidates), 2), dtype=np.int64)
-    for prediction, reference, spacing in cases:
-        components = find_components(prediction, spacing)
-        by_kept: dict[bytes, dict[str, float]] = {}  # rules that keep the same components agree
-        for index, rule in enumerate(candidates):
-            keep = kept_components(components, rule)
-            key = keep.tobytes()
-            if key not in by_kept:
-                by_kept[key] = metric_fn(components.mask_of(keep), reference, spacing)
-            scores[index].append(by_kept[key])
-            removed[index] += (int(components.voxels[~keep].sum()), int((~keep).sum()))
+    for case in cases:
+        prediction, reference, spacing = case[:3]
+        steps = CaseSteps(prediction, spacing, case[3] if len(case) > 3 else None)
+        by_mask: dict[bytes, dict[str, float]] = {}  # candidates that leave the same mask agree
+        for index, candidate in enumerate(candidates):
+            mask = steps.run(candidate.steps)
+            key = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
+            if key not in by_mask:
+                by_mask[key] = metric_fn(mask, reference, spacing)
+            scores[index].append(by_mask[key])
+            removed[index] += steps.removed(candidate.steps)
 
     metrics = [name for name in GUARDED_METRICS if name in scores[0][0]]
     if "dice" not in metrics:
         raise ValueError("the metric function must return 'dice'")
-    baseline = _summarise(scores[candidates.index(Rule("none"))], metrics)
+    baseline = _summarise(scores[candidates.index(Postprocessing())], metrics)
     rows = []
     for rule, rule_scores, (voxels, components_removed) in zip(candidates, scores, removed):
         means, non_finite = _summarise(rule_scores, metrics)
@@ -162,7 +174,7 @@ def _is_worse(name: str, means: dict[str, float], non_finite: dict[str, int],
 
 
 def _choose(rows: list[SelectionRow], margin: float, n_cases: int) -> Selection:
-    none = next(row for row in rows if row.rule == Rule("none"))
+    none = next(row for row in rows if row.rule == Postprocessing())
     best = none
     for row in rows:
         if row.eligible and row.means["dice"] > best.means["dice"]:

@@ -2,7 +2,9 @@
 
 A recipe is a JSON file (``src/ichseg/recipes/NAME.json``, or any path) that says how to
 preprocess the CT, which nnU-Net configurations to train with which loss, the optimiser and
-schedule, the folds, and how to ensemble the resulting models. :func:`load_recipe` validates it
+schedule, the folds, how to ensemble the resulting models, and the postprocessing its models
+apply until ``ichseg postprocess-select`` chooses theirs (``postprocessing``: rules in order, as
+in ``postprocessing.json``; e.g. ``[{"name": "intracranial"}]``; none by default). :func:`load_recipe` validates it
 field by field, so a mistake is reported before anything is trained.
 
 Every recipe trains as many classes as the data set's ``dataset.json`` declares: one
@@ -24,6 +26,8 @@ from ichseg.engine.params import LossSpec, TrainingSpec
 from ichseg.ensemble.rules import EnsembleError
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import RecipeError
+from ichseg.postprocessing.rules import RuleError
+from ichseg.postprocessing.sequence import Postprocessing
 from ichseg.preprocessing.pipeline import CTPreprocessing
 
 CONFIGURATIONS = ("2d", "3d_fullres")
@@ -153,11 +157,13 @@ class Recipe:
     default_groups: tuple[str, ...]
     folds: tuple[int, ...]
     ensemble: dict[str, Any] = field(default_factory=lambda: {"strategy": "mean"})
+    postprocessing: tuple[dict[str, Any], ...] = ()
+    """The rules a model applies, in order, until a postprocessing is chosen for it."""
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "recipe") -> Recipe:
         allowed = {"name", "title", "source", "description", "preprocessing", "target_spacing", "training",
-                   "groups", "default_groups", "folds", "ensemble"}
+                   "groups", "default_groups", "folds", "ensemble", "postprocessing"}
         data = _check_fields(data, allowed, where)
         name = str(_require(data, "name", where))
         where = f"recipe {name!r}"
@@ -198,6 +204,7 @@ class Recipe:
             default_groups=default_groups,
             folds=tuple(folds),
             ensemble=dict(ensemble),
+            postprocessing=_postprocessing(data.get("postprocessing", []), f"{where}.postprocessing"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,6 +216,7 @@ class Recipe:
         data["groups"] = list(data["groups"])
         data["default_groups"] = list(self.default_groups)
         data["folds"] = list(self.folds)
+        data["postprocessing"] = [dict(step) for step in self.postprocessing]
         return data
 
     def group(self, name: str) -> ModelGroup:
@@ -238,6 +246,14 @@ class Recipe:
     def plans_name(self) -> str:
         """nnU-Net plans identifier: the default unless the recipe sets its own target spacing."""
         return "nnUNetPlans" if self.target_spacing is None else f"nnUNetPlans_{self.target_spacing.slug}"
+
+
+def _postprocessing(data: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """The recipe's default postprocessing, checked rule by rule, in its saved form."""
+    try:
+        return tuple(Postprocessing.from_list(data).to_list())
+    except RuleError as error:
+        raise RecipeError(f"{where}: {error}") from None
 
 
 def builtin_recipe_names() -> list[str]:
@@ -289,4 +305,6 @@ def describe_recipe(recipe: Recipe) -> str:
     ])))
     params = {k: v for k, v in recipe.ensemble.items() if k != "strategy"}
     lines.append(f"  ensemble: {recipe.ensemble['strategy']}" + (f" {params}" if params else ""))
+    steps = " then ".join(step["name"] for step in recipe.postprocessing)
+    lines.append(f"  postprocessing until one is chosen: {steps or 'none'}")
     return "\n".join(lines)

@@ -11,6 +11,8 @@ class OutputOptions:
 
     ``dicom_seg`` None means: for DICOM input. ``save_votes`` None means: when several models
     vote. Patient identifiers stay out of every file unless ``keep_identifiers``.
+    ``show_intracranial`` draws in the preview the intracranial space the postprocessing used
+    (found for the picture when no rule looked for it).
     """
 
     keep_identifiers: bool = False
@@ -19,3 +21,4 @@ class OutputOptions:
     html: bool = True
     save_votes: bool | None = None
     overwrite: bool = False
+    show_intracranial: bool = False

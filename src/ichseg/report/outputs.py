@@ -80,16 +80,19 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
                        options: OutputOptions = OutputOptions(), *, name: str | None = None,
                        vote_map: np.ndarray | None = None, uncertainty: EnsembleInfo | None = None,
                        postprocessing: Mapping[str, Any] | None = None,
-                       reference: np.ndarray | None = None) -> CaseOutputs:
+                       reference: np.ndarray | None = None,
+                       boundary: np.ndarray | None = None) -> CaseOutputs:
     """Write one case's outputs (see the module's docstring) and return what was written.
 
     ``image`` is the input as loaded (for a DICOM series, not reoriented) and ``mask``,
-    ``vote_map`` and ``reference`` are in its geometry. ``name`` defaults to the input's name.
-    The vote map is written when given (``options.save_votes`` is for :func:`write_segmentation`).
+    ``vote_map``, ``reference`` and ``boundary`` (a line drawn in the preview: the intracranial
+    space) are in its geometry. ``name`` defaults to the input's name. The vote map is written
+    when given (``options.save_votes`` is for :func:`write_segmentation`).
     """
     keep_identifiers, overwrite = options.keep_identifiers, options.overwrite
     name = name or image.name
-    for what, array in (("mask", mask), ("vote map", vote_map), ("reference", reference)):
+    for what, array in (("mask", mask), ("vote map", vote_map), ("reference", reference),
+                        ("boundary", boundary)):
         if array is not None and np.shape(array) != image.shape:
             raise ValueError(f"{name}: {what} shape {np.shape(array)} differs from the image's "
                              f"{image.shape}")
@@ -119,7 +122,7 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
         write_json(staged["json"], summary.to_json(), overwrite=True)
         preview_png = None
         if options.preview:
-            preview_png, thumbnail = _pictures(image, mask, staged["preview"], summary)
+            preview_png, thumbnail = _pictures(image, mask, staged["preview"], summary, boundary)
         if options.html:
             write_text(staged["html"], render_case(summary, preview_png), overwrite=True)
     return CaseOutputs(name=name, files=paths, summary=summary, thumbnail_png=thumbnail)
@@ -133,7 +136,18 @@ def write_segmentation(segmentation: Segmentation, out_dir: str | os.PathLike,
         votes = options.save_votes if options.save_votes is not None else segmentation.ensemble.is_ensemble
     return write_case_outputs(segmentation.image, segmentation.mask.array, out_dir, options,
                               vote_map=segmentation.votes.array if votes else None,
-                              uncertainty=segmentation.ensemble, postprocessing=segmentation.postprocessing)
+                              uncertainty=segmentation.ensemble, postprocessing=segmentation.postprocessing,
+                              boundary=_intracranial_boundary(segmentation) if options.show_intracranial else None)
+
+
+def _intracranial_boundary(segmentation: Segmentation) -> np.ndarray | None:
+    """The intracranial space the postprocessing used, or, when no rule looked for it, the one
+    found now (None when the image shows no skull)."""
+    if segmentation.intracranial is not None:
+        return segmentation.intracranial
+    from ichseg.postprocessing import find_intracranial_space
+
+    return find_intracranial_space(segmentation.image).mask
 
 
 def case_summary(image: CTImage, mask: np.ndarray, *, name: str,
@@ -179,12 +193,14 @@ def _compare_reference(mask: np.ndarray, reference: np.ndarray | None,
     return ReferenceComparison(dice(mask, reference), reference_ml, volume - reference_ml)
 
 
-def _pictures(image: CTImage, mask: np.ndarray, path: Path, summary: CaseSummary) -> tuple[bytes, bytes]:
-    """Write the preview montage; return it and a thumbnail of the largest hemorrhage slice."""
+def _pictures(image: CTImage, mask: np.ndarray, path: Path, summary: CaseSummary,
+              boundary: np.ndarray | None = None) -> tuple[bytes, bytes]:
+    """Write the preview montage (with the intracranial ``boundary`` when given); return it and a
+    thumbnail of the largest hemorrhage slice."""
     from ichseg.report.preview import save_montage
 
     title = f"{summary.case}: {summary.measures.volume_ml:.1f} mL"
-    save_montage(image, mask, path, title=title, overwrite=True)
+    save_montage(image, mask, path, title=title, overwrite=True, boundary=boundary)
     largest = summary.measures.abc2.slice_index
     with tempfile.TemporaryDirectory() as scratch:
         thumbnail_path = Path(scratch) / "thumbnail.png"

@@ -1,6 +1,7 @@
 """Axial PNG previews of CT volumes with a mask outlined in red.
 
-Used to look at synthetic data sets and, in reports, at a prediction over its scan. Figures are
+Used to look at synthetic data sets and, in reports, at a prediction over its scan, optionally
+with a boundary (the intracranial space the postprocessing used) as a thin cyan line. Figures are
 drawn with Matplotlib's Agg canvas directly (no pyplot, never a window), in a CT window given as
 (level, width) in HU, with each panel's aspect ratio following the in-plane spacing.
 """
@@ -23,6 +24,7 @@ from ichseg.io.ctimage import CTImage
 #: The brain window (level 40, width 80 HU).
 BRAIN_WINDOW = (40.0, 80.0)
 CONTOUR_COLOR = "#ff0000"
+BOUNDARY_COLOR = "#00e5ff"
 PANEL_INCHES = 3.2
 DPI = 120
 MAX_COLUMNS = 4
@@ -51,11 +53,14 @@ def montage_slices(mask: np.ndarray | None, n_slices: int, max_slices: int = 12)
 
 def save_montage(image: CTImage, mask: np.ndarray | None, path: str | os.PathLike, *,
                  window: tuple[float, float] = BRAIN_WINDOW, slices: Sequence[int] | None = None,
-                 max_slices: int = 12, title: str | None = None, overwrite: bool = False) -> Path:
-    """Write an axial montage of ``image`` with ``mask`` outlined; return the PNG's path."""
+                 max_slices: int = 12, title: str | None = None, overwrite: bool = False,
+                 boundary: np.ndarray | None = None) -> Path:
+    """Write an axial montage of ``image`` with ``mask`` outlined, and ``boundary`` (e.g. the
+    intracranial space) as a thinner line of another colour; return the PNG's path."""
     path = Path(path)
     refuse_existing(path, overwrite)
     _check_mask(image, mask)
+    _check_mask(image, boundary)
     if max_slices < 1:
         raise InputError(f"{path}: max_slices must be at least 1, got {max_slices}")
     n_slices = image.shape[0]
@@ -67,7 +72,7 @@ def save_montage(image: CTImage, mask: np.ndarray | None, path: str | os.PathLik
         raise InputError(f"{image.name}: slice {outside[0]} outside 0..{n_slices - 1}")
     figure, panels = _layout(image, len(chosen), caption_lines=0, title=title)
     for axes, z in zip(panels, chosen):
-        _draw_slice(axes, image, mask, z, window)
+        _draw_slice(axes, image, mask, z, window, boundary)
         axes.text(0.02, 0.98, f"z {z}", transform=axes.transAxes, color="white", fontsize=9,
                   va="top", ha="left")
     return _save(figure, path, overwrite)
@@ -127,11 +132,14 @@ def _layout(image: CTImage, n_panels: int, caption_lines: int,
 
 
 def _draw_slice(axes: Axes, image: CTImage, mask: np.ndarray | None, z: int,
-                window: tuple[float, float]) -> None:
+                window: tuple[float, float], boundary: np.ndarray | None = None) -> None:
     level, width = window
     _, sy, sx = image.spacing
     axes.imshow(image.array[z], cmap="gray", vmin=level - width / 2, vmax=level + width / 2,
                 aspect=sy / sx, interpolation="nearest")
+    if boundary is not None and np.any(boundary[z]):
+        axes.contour(np.asarray(boundary[z], dtype=np.uint8), levels=[0.5], colors=BOUNDARY_COLOR,
+                     linewidths=0.6, antialiased=False)
     if mask is not None and np.any(mask[z]):
         axes.contour(np.asarray(mask[z], dtype=np.uint8), levels=[0.5], colors=CONTOUR_COLOR,
                      linewidths=1.2, antialiased=False)

@@ -20,8 +20,9 @@ class Segmentation:
 
     ``mask`` holds 0/1 (uint8) and ``votes`` the number of models marking each voxel (0..C);
     ``ensemble`` describes how the models were combined (strategy, C, HR, branch of the rule) and
-    ``postprocessing`` what the model folder's component rule removed (None without a rule);
-    ``warnings`` what the intensity checks found unusual yet possible.
+    ``postprocessing`` what the model folder's postprocessing removed (None without one);
+    ``intracranial`` the intracranial space its ``intracranial`` rule used (None when no rule
+    looked for it); ``warnings`` what the intensity checks found unusual yet possible.
     """
 
     image: CTImage
@@ -30,6 +31,7 @@ class Segmentation:
     ensemble: EnsembleInfo
     postprocessing: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    intracranial: np.ndarray | None = None
 
     @property
     def volume_ml(self) -> float:

@@ -33,7 +33,7 @@ from ichseg.segmentation.result import EnsembledCase, Segmentation
 from ichseg.segmentation.settings import InferenceSettings
 
 if TYPE_CHECKING:  # imported at run time only where used: they load torch and nnU-Net
-    from ichseg.postprocessing.rules import Rule
+    from ichseg.postprocessing import Postprocessing, Rule
 
 
 class ModelOutputLike(Protocol):
@@ -54,7 +54,7 @@ class Segmenter:
     """A model set, an ensemble rule and a postprocessing rule, ready for many cases."""
 
     def __init__(self, models: ModelSetLike, ensemble: EnsembleSpec | None = None,
-                 rule: Rule | None = None) -> None:
+                 rule: Rule | Postprocessing | None = None) -> None:
         self.models = models
         self.ensemble = ensemble or EnsembleSpec()
         self.ensemble.check_models(len(models))
@@ -134,25 +134,33 @@ def read_case(path: Path, *, prepare: Callable[[CTImage], Any],
     return warnings, (image, canonical, prepare(canonical))
 
 
-def finish_case(case: EnsembledCase, rule: Rule | None) -> Segmentation:
-    """Back to the input's geometry, postprocessed by the folder's rule."""
-    from ichseg.postprocessing import apply_rule
+def finish_case(case: EnsembledCase, rule: Rule | Postprocessing | None) -> Segmentation:
+    """Back to the input's geometry, postprocessed by the folder's rules."""
+    from ichseg.postprocessing import postprocess
 
     image = case.image
     mask = to_input_geometry(case.canonical, case.mask, image)
     votes = to_input_geometry(case.canonical, case.votes, image)
-    postprocessing = None
-    if rule is not None:
-        mask, postprocessing = apply_rule(mask, image.spacing, rule)
-    return Segmentation(image, image.with_array(mask.astype(np.uint8)), image.with_array(votes),
-                        case.ensemble, postprocessing)
+    if rule is None:
+        return Segmentation(image, image.with_array(mask.astype(np.uint8)), image.with_array(votes),
+                            case.ensemble)
+    done = postprocess(mask, image.spacing, rule, image)
+    space = done.intracranial.mask if done.intracranial is not None else None
+    return Segmentation(image, image.with_array(done.mask.astype(np.uint8)), image.with_array(votes),
+                        case.ensemble, done.report, intracranial=space)
 
 
-def folder_rule(folder: ModelFolder, postprocess: bool = True) -> Rule | None:
-    """The model folder's saved postprocessing rule, when there is one and ``postprocess``."""
-    from ichseg.postprocessing import load_rule
+def folder_rule(folder: ModelFolder, postprocess: bool = True) -> Postprocessing | None:
+    """The model folder's postprocessing when ``postprocess``: the one chosen for it, else its
+    recipe's (None when neither has a rule)."""
+    from ichseg.postprocessing import Postprocessing, load_rule
 
-    return load_rule(folder.postprocessing_file) if postprocess and folder.postprocessing_file.is_file() else None
+    if not postprocess:
+        return None
+    if folder.postprocessing_file.is_file():
+        return load_rule(folder.postprocessing_file)
+    steps = Postprocessing.from_list(list(folder.recipe.postprocessing))
+    return steps if steps.steps else None
 
 
 def as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float] | None,
