@@ -23,9 +23,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-identifiers", action="store_true", help="log UIDs as they are, not hashed")
     parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
     parser.add_argument("--status", action="store_true", help="print the node's queue and last errors, and exit")
+    _add_timeouts(parser)
     add_device(parser)
     add_workspace(parser)
     parser.set_defaults(run=run)
+
+
+def _add_timeouts(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`ichseg.serve.config.Timeouts` field, named as dcmtk's storescu names them."""
+    from ichseg.serve.config import Timeouts
+
+    defaults = Timeouts()
+    group = parser.add_argument_group("waiting on the PACS results go to (seconds; an attempt that "
+                                      "times out is retried with back-off)")
+    for flag, field, what in (("--connect-timeout", "connect", "the TCP connection"),
+                              ("--acse-timeout", "association", "the answer to an association request"),
+                              ("--dimse-timeout", "dimse", "the answer to each C-STORE"),
+                              ("--network-timeout", "network", "a read or write that makes no progress")):
+        group.add_argument(flag, dest=f"timeout_{field}", type=float, default=getattr(defaults, field),
+                           metavar="S", help=f"{what} (default {getattr(defaults, field):g})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +49,15 @@ def run(args: argparse.Namespace) -> int:
     send the DICOM-SEG, a key-image Secondary Capture and a TID 1500 measurement report to
     --send-to. State (instances, queue, results, log.jsonl) lives in WORKSPACE/serve."""
     from ichseg.errors import InputError
-    from ichseg.serve import ServeOptions, format_status, parse_listen, parse_peer, queue_status, serve
-    from ichseg.serve.config import ae_title
+    from ichseg.serve import (
+        ServeOptions,
+        format_status,
+        parse_listen,
+        parse_peer,
+        queue_status,
+        serve,
+    )
+    from ichseg.serve.config import Timeouts, ae_title
     from ichseg.workspace import Workspace
 
     state_dir = Workspace.open(args.workspace).root / "serve"
@@ -46,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise InputError(f"serve needs {', '.join(missing)} (or --status)")
     title, port = parse_listen(args.listen)
+    timeouts = Timeouts(args.timeout_connect, args.timeout_association, args.timeout_dimse, args.timeout_network)
     serve(ServeOptions(model=args.model, ae_title=title, port=port, send_to=parse_peer(args.send_to),
                        state_dir=state_dir, allow_ae=tuple(ae_title(a) for a in args.allow_ae),
                        quiet_seconds=args.quiet_seconds, keep_identifiers=args.keep_identifiers,
-                       device=args.device, mirroring=not args.no_mirroring, host=args.host))
+                       device=args.device, mirroring=not args.no_mirroring, host=args.host,
+                       timeouts=timeouts))
     return 0

@@ -74,6 +74,27 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long the node waits on the PACS results go to, in seconds, before it gives up an attempt.
+
+    ``connect``: the TCP connection (a PACS behind a firewall that drops packets); ``association``
+    (ACSE): the answer to an association request (a PACS that accepts the connection and says
+    nothing); ``dimse``: the answer to each C-STORE; ``network``: any read or write on an open
+    connection making no progress (a PACS that stops reading midway).
+    """
+
+    connect: float = 10.0
+    association: float = 30.0
+    dimse: float = 60.0
+    network: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise InputError(f"the {name} timeout must be a positive number of seconds, got {value}")
+
+
+@dataclass(frozen=True)
 class ServeOptions:
     """Everything ``ichseg serve`` needs; see :func:`ichseg.serve.node.serve`."""
 
@@ -89,6 +110,7 @@ class ServeOptions:
     mirroring: bool = True
     host: str = "0.0.0.0"
     retry: Retry = field(default_factory=Retry)
+    timeouts: Timeouts = field(default_factory=Timeouts)
     #: How often the node looks for finished series and results to send, in seconds.
     poll_seconds: float = 0.5
 

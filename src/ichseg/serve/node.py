@@ -1,13 +1,14 @@
 """``serve``: the DICOM node's main loop, tying the SCP, the queue, the worker and the sender.
 
-The model folder is loaded once, before the port opens. The SCP receives in its own threads;
-the main thread alternates between segmenting the next series whose quiet period is over and
-sending due results, and sleeps briefly when there is nothing to do. SIGTERM and SIGINT end the
-loop between two steps; a harder stop (kill -9) loses nothing that the store had recorded.
+The model folder is loaded once, before the port opens. The SCP receives in its own threads and
+the sender sends in its own; the main thread segments the next series whose quiet period is
+over, and sleeps briefly when there is nothing to do. SIGTERM and SIGINT end the loop between
+two series; a harder stop (kill -9) loses nothing that the store had recorded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from collections.abc import Iterator
@@ -29,25 +30,25 @@ def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
     ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
     stop = stop or threading.Event()
     store = Store(options.state_dir)
-    log = EventLog(options.state_dir / "log.jsonl", options.keep_identifiers)
+    log = EventLog(options.state_dir / "log.jsonl", store.hash_uid, options.keep_identifiers)
     log.event("node_starting", recovered=store.recover(), quiet_s=options.quiet_seconds,
-              send_to=str(options.send_to))
+              send_to=str(options.send_to), timeouts_s=dataclasses.asdict(options.timeouts))
     segmenter = Segmenter.load(options.model, device=options.device, mirroring=options.mirroring)
     log.event("model_loaded", n_models=len(segmenter.models))
     worker = Worker(segmenter, store, log)
-    sender = Sender(options.ae_title, options.send_to, store, log, options.retry)
+    sender = Sender(options.ae_title, options.send_to, store, log, options.retry, options.timeouts)
     server = StorageServer(options, store, log)
+    sender.start(options.poll_seconds)
     server.start()
     try:
         with _stop_on_signals(stop):
             while not stop.is_set():
-                worked = worker.process_due(options.quiet_seconds)
-                sender.send_due()
-                if not worked:
+                if not worker.process_due(options.quiet_seconds):
                     stop.wait(options.poll_seconds)
     finally:
         server.stop()
-        log.event("node_stopped", **store.counts())
+        sender_stopped = sender.stop()
+        log.event("node_stopped", sender_stopped=sender_stopped, **store.counts())
         store.close()
 
 

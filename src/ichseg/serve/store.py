@@ -7,14 +7,19 @@ results are recorded ``unsent`` in the same transaction that marks it done. A no
 mid-case finds the case still ``processing`` at restart and puts it back in the queue; results
 recorded but not yet sent are sent by the next node.
 
-A series is keyed by its SeriesInstanceUID; files and folders on disk are named by a hash of the
-UIDs, so the workspace's file names carry no identifier. Re-sending an instance already held
+A series is keyed by its SeriesInstanceUID; files and folders on disk are named by a keyed hash
+of the UIDs (:mod:`ichseg.serve.identifiers`), so the workspace's file names carry no identifier.
+The database records every file by its full path: a workspace whose files were named by an
+earlier node's unkeyed hash keeps working, and a series it held goes on filling its own folder.
+A result file that cannot be read is given up (it can never be sent), recorded with its error.
+Re-sending an instance already held
 changes nothing; a new instance in a series already processed sends it back to ``waiting`` and
 its next results get a new generation number.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -24,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ichseg.serve.log import uid_hash
+from ichseg.serve.identifiers import UidHasher, plain_uid_hash
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -36,11 +41,13 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY, series_uid TEXT NOT NULL, generation INTEGER NOT NULL, kind TEXT NOT NULL,
     path TEXT NOT NULL, sent REAL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
-    last_error TEXT, ready REAL NOT NULL);
+    last_error TEXT, ready REAL NOT NULL, given_up REAL, sha256 TEXT);
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, series TEXT, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS instances_by_series ON instances (series_uid);
 """
+#: Columns added since the first release, created in an older workspace's database when opened.
+_ADDED_COLUMNS = {"results": ("given_up REAL", "sha256 TEXT")}
 
 #: Series states. ``waiting`` series are segmented once their quiet period is over.
 WAITING, PROCESSING, DONE, FAILED, SKIPPED = "waiting", "processing", "done", "failed", "skipped"
@@ -58,7 +65,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class PendingResult:
-    """A result file waiting to be sent."""
+    """A result file waiting to be sent, and the SHA-256 of what was written (None: not recorded)."""
 
     id: int
     series_uid: str
@@ -66,18 +73,45 @@ class PendingResult:
     path: Path
     attempts: int
     ready: float
+    sha256: str | None = None
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Store:
-    """The queue and the instance store under ``root``; one instance per process, thread-safe."""
+    """The queue and the instance store under ``root``; one instance per process, thread-safe.
+
+    ``hash_uid`` is the workspace's keyed UID hash, for file names and the errors' series.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         (root / "instances").mkdir(parents=True, exist_ok=True)
+        self.hash_uid = UidHasher.open(root)
         self._db = sqlite3.connect(root / "queue.sqlite", isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._add_missing_columns()
+        if self.hash_uid.created:
+            self._rehash_errors()
+
+    def _add_missing_columns(self) -> None:
+        with self._transaction() as db:
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+    def _rehash_errors(self) -> None:
+        """Name the errors an earlier node recorded under the unkeyed hash by the keyed one."""
+        with self._transaction() as db:
+            for (uid,) in db.execute("SELECT uid FROM series").fetchall():
+                db.execute("UPDATE errors SET series = ? WHERE series = ?", (self.hash_uid(uid), plain_uid_hash(uid)))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -94,10 +128,13 @@ class Store:
         self._db.close()
 
     def series_folder(self, series_uid: str) -> Path:
-        return self.root / "instances" / uid_hash(series_uid)
+        """The folder holding the series' instances: where its first one went, or a new one."""
+        with self._lock:
+            row = self._db.execute("SELECT path FROM instances WHERE series_uid = ? LIMIT 1", (series_uid,)).fetchone()
+        return Path(row[0]).parent if row else self.root / "instances" / self.hash_uid(series_uid)
 
     def results_folder(self, series_uid: str, generation: int) -> Path:
-        return self.root / "results" / uid_hash(series_uid) / str(generation)
+        return self.root / "results" / self.hash_uid(series_uid) / str(generation)
 
     def recover(self) -> int:
         """Put back in the queue the series a stopped node was processing; return how many."""
@@ -110,7 +147,7 @@ class Store:
         with self._lock:
             if self._db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone():
                 return False
-        path = self.series_folder(series_uid) / f"{uid_hash(sop_uid)}.dcm"
+        path = self.series_folder(series_uid) / f"{self.hash_uid(sop_uid)}.dcm"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         tmp.write_bytes(data)
@@ -154,20 +191,23 @@ class Store:
         """Record a claim's results as unsent and the series as done; return its new state.
 
         A series that received instances while it was processed goes back to ``waiting``: its
-        results are still sent, and it is processed again with everything it holds.
+        results are still sent, and it is processed again with everything it holds. Each file's
+        SHA-256 is recorded, so that the sender can tell a file damaged since from the one written.
         """
+        digests = {kind: file_sha256(path) for kind, path in results.items()}
         now = time.time()
         with self._transaction() as db:
             for kind, path in results.items():
-                db.execute("INSERT INTO results (series_uid, generation, kind, path, next_try, ready) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (claim.series_uid, claim.generation, kind, str(path), now, now))
+                db.execute("INSERT INTO results (series_uid, generation, kind, path, next_try, ready, sha256) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (claim.series_uid, claim.generation, kind, str(path), now, now, digests[kind]))
             return self._close_claim(db, claim, DONE, None)
 
     def fail(self, claim: Claim, reason: str) -> str:
         """Record that a claim's series could not be processed, and why; return its new state."""
         with self._transaction() as db:
             db.execute("INSERT INTO errors (time, series, message) VALUES (?, ?, ?)",
-                       (time.time(), uid_hash(claim.series_uid), reason))
+                       (time.time(), self.hash_uid(claim.series_uid), reason))
             return self._close_claim(db, claim, FAILED, reason)
 
     @staticmethod
@@ -181,9 +221,10 @@ class Store:
     def due_results(self) -> list[PendingResult]:
         """Unsent results whose next attempt is due, oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT id, series_uid, kind, path, attempts, ready FROM results "
-                                    "WHERE sent IS NULL AND next_try <= ? ORDER BY id", (time.time(),)).fetchall()
-        return [PendingResult(i, s, k, Path(p), a, r) for i, s, k, p, a, r in rows]
+            rows = self._db.execute("SELECT id, series_uid, kind, path, attempts, ready, sha256 FROM results "
+                                    "WHERE sent IS NULL AND given_up IS NULL AND next_try <= ? ORDER BY id",
+                                    (time.time(),)).fetchall()
+        return [PendingResult(i, s, k, Path(p), a, r, h) for i, s, k, p, a, r, h in rows]
 
     def mark_sent(self, result: PendingResult) -> None:
         with self._transaction() as db:
@@ -195,18 +236,30 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE results SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
                        (now + retry_in, error, result.id))
-            db.execute("INSERT INTO errors (time, series, message) VALUES (?, ?, ?)",
-                       (now, uid_hash(result.series_uid), f"sending {result.kind}: {error}"))
+            self._record_send_error(db, result, error, now)
+
+    def give_up(self, result: PendingResult, error: str) -> None:
+        """Record that a result can never be sent (its file is gone or damaged), and why."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("UPDATE results SET attempts = attempts + 1, given_up = ?, last_error = ? WHERE id = ?",
+                       (now, error, result.id))
+            self._record_send_error(db, result, error, now)
+
+    def _record_send_error(self, db: sqlite3.Connection, result: PendingResult, error: str, now: float) -> None:
+        db.execute("INSERT INTO errors (time, series, message) VALUES (?, ?, ?)",
+                   (now, self.hash_uid(result.series_uid), f"sending {result.kind}: {error}"))
 
     def counts(self) -> dict[str, int]:
-        """Series by state, instances held, results sent and unsent."""
+        """Series by state, instances held, results sent, unsent and given up (unsendable)."""
         with self._lock:
             by_state = dict(self._db.execute("SELECT state, COUNT(*) FROM series GROUP BY state").fetchall())
             (instances,) = self._db.execute("SELECT COUNT(*) FROM instances").fetchone()
-            sent, unsent = self._db.execute("SELECT COUNT(sent), COUNT(*) - COUNT(sent) FROM results").fetchone()
+            sent, unsent, unsendable = self._db.execute(
+                "SELECT COUNT(sent), COUNT(*) - COUNT(sent) - COUNT(given_up), COUNT(given_up) FROM results").fetchone()
         counts = {"received": sum(by_state.values()), "instances": instances}
         counts.update({state: by_state.get(state, 0) for state in (WAITING, PROCESSING, DONE, FAILED, SKIPPED)})
-        counts.update({"sent": sent or 0, "unsent": unsent or 0})
+        counts.update({"sent": sent or 0, "unsent": unsent or 0, "unsendable": unsendable or 0})
         return counts
 
     def last_errors(self, n: int = 5) -> list[tuple[float, str, str]]:
@@ -215,9 +268,9 @@ class Store:
             return self._db.execute("SELECT time, series, message FROM errors ORDER BY id DESC LIMIT ?",
                                     (n,)).fetchall()
 
-    def unsent(self) -> list[tuple[str, str, int, str | None]]:
-        """Results not sent yet: (series hash, kind, attempts, last error)."""
+    def unsent(self) -> list[tuple[str, str, int, str | None, bool]]:
+        """Results not sent: (series hash, kind, attempts, last error, given up)."""
         with self._lock:
-            rows = self._db.execute("SELECT series_uid, kind, attempts, last_error FROM results "
-                                    "WHERE sent IS NULL ORDER BY id").fetchall()
-        return [(uid_hash(s), k, a, e) for s, k, a, e in rows]
+            rows = self._db.execute("SELECT series_uid, kind, attempts, last_error, given_up IS NOT NULL "
+                                    "FROM results WHERE sent IS NULL ORDER BY id").fetchall()
+        return [(self.hash_uid(s), k, a, e, bool(g)) for s, k, a, e, g in rows]

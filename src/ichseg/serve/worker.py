@@ -36,7 +36,7 @@ class Worker:
             self._process(claim)
         except IchsegError as error:
             self._failed(claim, str(error))
-        except Exception as error:  # an unforeseen series must not stop the node
+        except Exception as error:  # noqa: BLE001 - an unforeseen series must not stop the node
             self._failed(claim, f"{type(error).__name__}: {error}")
         return True
 
