@@ -230,6 +230,37 @@ def test_a_dicomdir_study_reads(study, tmp_path):
         list_series(dicomdir)
 
 
+def test_an_enhanced_ct_series_is_described_from_its_functional_groups(tmp_path):
+    """Enhanced CT keeps orientation, thickness and kernel in the functional groups (shared here,
+    per frame for the orientation); the rules see them as in a single-frame series."""
+    def item(**attributes) -> Dataset:
+        ds = Dataset()
+        ds.update(attributes)
+        return ds
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.update({"Modality": "CT", "StudyInstanceUID": generate_uid(), "SeriesInstanceUID": generate_uid(),
+               "SeriesNumber": 7, "SeriesDescription": "Head 1.0 Hr68", "Manufacturer": "SIEMENS",
+               "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"], "NumberOfFrames": 120})
+    tilt = np.radians(18)
+    ds.SharedFunctionalGroupsSequence = [item(
+        PixelMeasuresSequence=[item(SliceThickness="1.0", PixelSpacing=["0.5", "0.5"])],
+        CTReconstructionSequence=[item(ConvolutionKernel=["Hr68", "3"], ConvolutionKernelGroup="BONE")])]
+    ds.PerFrameFunctionalGroupsSequence = [item(PlaneOrientationSequence=[item(
+        ImageOrientationPatient=["1", "0", "0", "0", f"{np.cos(tilt):.6f}", f"{-np.sin(tilt):.6f}"])])]
+    ds.save_as(tmp_path / "enhanced.dcm", enforce_file_format=True)
+    (info,) = list_series(tmp_path)
+    assert (info.kernel, info.kernel_group, info.thickness_mm, info.n_slices, info.n_files) == (
+        ("Hr68", "3"), "BONE", 1.0, 120, 1)
+    assert info.orientation == "axial" and abs(np.degrees(np.arccos(info.normal[2])) - 18) < 1e-3
+    failed = default_rules().failed_rule(info)
+    assert failed.name == "soft tissue" and "kernel Hr68\\3" in failed.why_not(info)
+
+
 def series(**fields) -> SeriesInfo:
     """A soft-tissue axial CT series as headers give it, with ``fields`` changed."""
     defaults = {"uid": generate_uid(), "number": 2, "description": "Head", "modality": "CT", "files": (),
