@@ -151,8 +151,9 @@ class Segmenter:
                 accept_intensities: bool = False) -> Segmentation:
         """Segment one CT in memory.
 
-        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file or DICOM
-        series folder; ``series`` picks a SeriesInstanceUID), or a bare array of Hounsfield units.
+        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file, DICOM series
+        or study folder, DICOMDIR; ``series`` picks a SeriesInstanceUID, else ichseg's default series
+        rules choose, thickness not deciding), or a bare array of Hounsfield units.
         A bare array is indexed (z, y, x) — slices first, then rows, then columns — with
         ``spacing`` (z, y, x) in mm, and is taken to lie in the canonical LPS orientation with an
         identity direction: x runs to the patient's left, y to posterior, z to superior. The
