@@ -24,14 +24,15 @@ import numpy as np
 
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import IchsegError, InputError
-from ichseg.io.image import CTImage, case_name, load_image
-from ichseg.io.inputs import InputScan, scan_inputs
+from ichseg.io.image import CTImage
+from ichseg.io.inputs import CaseInput, InputScan, scan_inputs
 from ichseg.io.intensity import check_intensities
 from ichseg.progress import make_progress
 from ichseg.report.options import OutputOptions
 from ichseg.run_manifest import Run, open_run, run_manifest
 
 if TYPE_CHECKING:  # imported at run time only where used: they load torch and nnU-Net
+    from ichseg.io.series_selection import SeriesSelection
     from ichseg.models import ModelFolder
     from ichseg.postprocessing.rules import Rule
     from ichseg.report.outputs import CaseOutputs
@@ -150,8 +151,9 @@ class Segmenter:
                 accept_intensities: bool = False) -> Segmentation:
         """Segment one CT in memory.
 
-        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file or DICOM
-        series folder; ``series`` picks a SeriesInstanceUID), or a bare array of Hounsfield units.
+        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file, DICOM series
+        or study folder, DICOMDIR; ``series`` picks a SeriesInstanceUID, else ichseg's default series
+        rules choose, thickness not deciding), or a bare array of Hounsfield units.
         A bare array is indexed (z, y, x) — slices first, then rows, then columns — with
         ``spacing`` (z, y, x) in mm, and is taken to lie in the canonical LPS orientation with an
         identity direction: x runs to the patient's left, y to posterior, z to superior. The
@@ -166,7 +168,7 @@ class Segmenter:
 
     def predict_folder(self, inputs: str | Path | Sequence[Path] | InputScan, output_dir: str | Path,
                        options: OutputOptions = OutputOptions(), *, series: str | None = None,
-                       progress: bool = True, run: Run | None = None,
+                       selection: SeriesSelection | None = None, progress: bool = True, run: Run | None = None,
                        accept_intensities: bool = False, reading: ReadAhead | None = None) -> PredictionResult:
         """Segment every case of ``inputs`` (see :func:`ichseg.io.inputs.scan_inputs`) and write its
         files into ``output_dir``; a case that fails is listed and the others go on.
@@ -175,44 +177,46 @@ class Segmenter:
         cases a resumed batch skips; by default the folder must hold no results unless
         ``options.overwrite``. Nothing is written unless a case succeeds, and the batch's CSV
         and overview cover every case, skipped ones included. A CT that is not in HU is refused
-        unless ``accept_intensities`` (:func:`ichseg.io.intensity.check_intensities`).
+        unless ``accept_intensities`` (:func:`ichseg.io.intensity.check_intensities`). ``series``
+        names the SeriesInstanceUID to read in DICOM inputs given as paths; otherwise a study's
+        series is chosen by ``selection`` (:mod:`ichseg.io.series_selection`).
         The next case is read while the networks work on this one (``reading``: that reading,
         started earlier, with the same settings); outputs are written in the background, with at
         most a few finished cases waiting (bounded memory).
         """
-        scan = _as_scan(inputs)
+        scan = _as_scan(inputs, series)
         if run is None:
             run = open_run(output_dir, run_manifest(None, self.ensemble, options, {"series": series}),
                            overwrite=options.overwrite)
         result, cases, options = start_batch(scan, run, options)
         if reading is None:
-            reading = ReadAhead(cases, partial(read_case, prepare=self.models.prepare, series=series,
+            reading = ReadAhead(cases, partial(read_case, prepare=self.models.prepare, selection=selection,
                                                accept_intensities=accept_intensities))
         elif reading.cases != cases:
             raise ValueError("reading: not the cases this batch has to segment (see pending_cases)")
         with make_progress(progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="ichseg-write") as writer:
             task = bar.add_task(f"Predicting with {len(self.models)} model(s)", total=len(cases))
-            writing: list[tuple[Path, Future[CaseOutputs]]] = []
-            for path, reading_case in reading:
+            writing: list[tuple[CaseInput, Future[CaseOutputs]]] = []
+            for case, reading_case in reading:
                 try:
                     warnings, loaded = reading_case.result()
                     ensembled = self.ensemble_case(*loaded)
                 except IchsegError as error:
-                    result.failures.append((path.name, str(error)))
+                    result.failures.append((case.name, str(error)))
                     bar.advance(task)
                     continue
                 result.warnings.extend(warnings)
                 run.start()
                 written = writer.submit(write_case, ensembled, self.rule, run.output_dir, options)
                 written.add_done_callback(lambda _: bar.advance(task))
-                writing.append((path, written))
+                writing.append((case, written))
                 if len(writing) > _WRITES_AHEAD:  # cases waiting to be written hold memory: keep them few
                     wait([writing[-_WRITES_AHEAD - 1][1]])
-            for path, written in writing:
+            for case, written in writing:
                 try:
                     result.cases.append(written.result())
                 except IchsegError as error:
-                    result.failures.append((path.name, str(error)))
+                    result.failures.append((case.name, str(error)))
         return end_batch(result, run)
 
     def ensemble_case(self, image: CTImage, canonical: CTImage, prepared: Any) -> EnsembledCase:
@@ -233,12 +237,13 @@ class Segmenter:
 # these, so each writes the same files; what passes between them is plain data (arrays, dicts,
 # CPU tensors), which can travel between processes.
 
-def read_case(path: Path, *, prepare: Callable[[CTImage], Any], series: str | None = None,
+def read_case(case: CaseInput, *, prepare: Callable[[CTImage], Any], selection: SeriesSelection | None = None,
               accept_intensities: bool = False) -> tuple[list[str], tuple[CTImage, CTImage, Any]]:
-    """Intensity warnings, and the input as loaded, the same in the canonical orientation, and
-    that preprocessed by ``prepare`` (a model set's, or its networks-free ``CasePreparer``'s)."""
-    image = _as_image(path, None, series)
-    warnings = check_intensities(image, accept=accept_intensities)
+    """Lines for the user (the series chosen in a study and why, intensity warnings), and the
+    input as loaded, the same in the canonical orientation, and that preprocessed by ``prepare``
+    (a model set's, or its networks-free ``CasePreparer``'s)."""
+    image, notes = case.load(selection)
+    warnings = notes + check_intensities(image, accept=accept_intensities)
     canonical = image.reoriented()
     return warnings, (image, canonical, prepare(canonical))
 
@@ -271,7 +276,8 @@ def write_case(case: EnsembledCase, rule: Rule | None, output_dir: Path, options
     return write_segmentation(finish_case(case, rule), output_dir, options)
 
 
-def start_batch(scan: InputScan, run: Run, options: OutputOptions) -> tuple[PredictionResult, list[Path], OutputOptions]:
+def start_batch(scan: InputScan, run: Run,
+                options: OutputOptions) -> tuple[PredictionResult, list[CaseInput], OutputOptions]:
     """A batch's result so far (the inputs' problems, the cases a resumed run found complete),
     the cases still to segment, and the output options to write them with."""
     if run.resumed:  # only unfinished cases are written: their leftovers may be replaced
@@ -280,9 +286,9 @@ def start_batch(scan: InputScan, run: Run, options: OutputOptions) -> tuple[Pred
     return result, pending_cases(scan, run), options
 
 
-def pending_cases(scan: InputScan, run: Run) -> list[Path]:
+def pending_cases(scan: InputScan, run: Run) -> list[CaseInput]:
     """The cases of ``scan`` a batch still has to segment (a resumed one skips those done)."""
-    return [path for path in scan.cases if case_name(path) not in run.done]
+    return [case for case in scan.cases if case.case_name not in run.done]
 
 
 def end_batch(result: PredictionResult, run: Run) -> PredictionResult:
@@ -302,12 +308,7 @@ def _as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float]
     if isinstance(image, CTImage):
         return image
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if series is None or path.is_file():
-            return load_image(path)
-        from ichseg.io.dicom import load_dicom_series
-
-        return load_dicom_series(path, series)
+        return CaseInput(Path(image), series).load()[0]
     array = np.asarray(image)
     if array.ndim != 3:
         raise InputError(f"a CT array must be 3D (z, y, x), got shape {array.shape}")
@@ -316,10 +317,12 @@ def _as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float]
     return CTImage(array, tuple(float(s) for s in spacing))  # type: ignore[arg-type]
 
 
-def _as_scan(inputs: str | Path | Sequence[Path] | InputScan) -> InputScan:
+def _as_scan(inputs: str | Path | Sequence[Path] | InputScan, series: str | None) -> InputScan:
     if isinstance(inputs, InputScan):
         return inputs
-    return scan_inputs(inputs) if isinstance(inputs, (str, Path)) else InputScan(list(inputs))
+    if isinstance(inputs, (str, Path)):
+        return scan_inputs(inputs, series=series)
+    return InputScan([CaseInput(Path(path), series) for path in inputs])
 
 
 def _finished_outputs(run: Run) -> list[CaseOutputs]:

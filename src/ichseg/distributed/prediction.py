@@ -21,7 +21,7 @@ import json
 import logging
 import pickle
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,7 +29,8 @@ from typing import Any
 from ichseg.distributed.cluster import RayAddress, cluster_cpus, cluster_gpus, connect
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import IchsegError
-from ichseg.io.inputs import InputScan
+from ichseg.io.inputs import CaseInput, InputScan
+from ichseg.io.series_selection import SeriesSelection
 from ichseg.progress import make_progress
 from ichseg.report.options import OutputOptions
 from ichseg.run_manifest import Run
@@ -77,7 +78,7 @@ class CaseSettings:
 
     output_dir: Path
     options: OutputOptions
-    series: str | None = None
+    selection: SeriesSelection | None = None
     accept_intensities: bool = False
 
 
@@ -94,13 +95,13 @@ def predict_on_ray(model: ModelRequest, scan: InputScan, run: Run, settings: Cas
     result, cases, options = start_batch(scan, run, settings.options)
     if cases:
         run.start()
-        settings = CaseSettings(run.output_dir, options, settings.series, settings.accept_intensities)
+        settings = replace(settings, output_dir=run.output_dir, options=options)
         rows = _pipeline(ray, model, cases, settings, device, workers).iter_rows()
         _collect(rows, cases, result, progress)
     return end_batch(result, run)
 
 
-def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[Path], settings: CaseSettings,
+def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[CaseInput], settings: CaseSettings,
               device: str, workers: int | None) -> Any:
     """The Ray Data pipeline: read on CPUs, the ensemble on the model actors, write on CPUs."""
     import ray.data
@@ -120,7 +121,7 @@ def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[Path], setti
         actor_resources = {"num_cpus": float(int(share)) if share >= 1 else share}
         task_cpus = 0.5
     in_flight = _CPU_TASKS_PER_ACTOR * actors
-    items = [{"index": index, "path": str(path)} for index, path in enumerate(cases)]
+    items = [{"index": index, "case": pickle.dumps(case)} for index, case in enumerate(cases)]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     cpu_stage = {"fn_kwargs": {"model": model, "settings": settings}, "num_cpus": task_cpus,
                  "compute": ray.data.TaskPoolStrategy(size=in_flight)}
@@ -130,7 +131,7 @@ def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[Path], setti
     return dataset.map(_write_stage, **cpu_stage)
 
 
-def _collect(rows: Iterable[dict[str, Any]], cases: Sequence[Path], result: PredictionResult,
+def _collect(rows: Iterable[dict[str, Any]], cases: Sequence[CaseInput], result: PredictionResult,
              progress: bool) -> None:
     """The pipeline's rows into ``result``, in the inputs' order."""
     finished = []
@@ -168,8 +169,8 @@ def _rule(model: ModelRequest) -> Any:
 def _read_stage(row: dict[str, Any], *, model: ModelRequest, settings: CaseSettings) -> dict[str, Any]:
     try:
         preparer = _preparer(model.model_dir, model.groups, model.folds)
-        warnings, loaded = read_case(Path(row["path"]), prepare=preparer.prepare, series=settings.series,
-                                     accept_intensities=settings.accept_intensities)
+        warnings, loaded = read_case(pickle.loads(row["case"]), prepare=preparer.prepare,
+                                     selection=settings.selection, accept_intensities=settings.accept_intensities)
     except IchsegError as error:
         return _failed(row, error)
     return {**row, "warnings": json.dumps(warnings), "payload": pickle.dumps(loaded, protocol=5), "error": ""}
@@ -202,4 +203,4 @@ def _write_stage(row: dict[str, Any], *, model: ModelRequest, settings: CaseSett
 
 
 def _failed(row: dict[str, Any], error: IchsegError) -> dict[str, Any]:
-    return {"index": row["index"], "path": row["path"], "warnings": "[]", "payload": b"", "error": str(error)}
+    return {"index": row["index"], "case": row["case"], "warnings": "[]", "payload": b"", "error": str(error)}
