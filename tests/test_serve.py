@@ -44,6 +44,7 @@ from ichseg.data.synth import generate_case
 from ichseg.errors import InputError
 from ichseg.io.dicom import load_dicom_series, write_ct_series
 from ichseg.io.image import load_image
+from ichseg.io.series_selection import SeriesSelection
 from ichseg.segmenter import Segmentation
 from ichseg.serve import format_status, queue_status
 from ichseg.serve.config import (
@@ -60,6 +61,7 @@ from ichseg.serve.results import write_results
 from ichseg.serve.scp import StorageServer, screen
 from ichseg.serve.sender import Sender, read_result
 from ichseg.serve.store import Store
+from ichseg.serve.worker import Worker
 
 NODE_AET = "ICHSEG"
 QUIET_S = 1.0
@@ -223,6 +225,10 @@ def test_addresses_parse_and_a_bad_one_is_one_line_naming_it(tmp_path, capsys):
         "ichseg: error: 'ORTHANC@4242': expected AE_TITLE@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242"]
     assert main(["serve", "--status", "--workspace", str(tmp_path / "ws")]) == 2
     assert "no DICOM node has run" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--listen", "ICHSEG@11112", "--send-to", "ORTHANC@pacs:4242",
+                 "--series-rules", str(tmp_path / "rules.json"), "--workspace", str(tmp_path / "ws")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ichseg: error: {tmp_path / 'rules.json'}: no such series rules file"]
 
 
 def test_log_lines_carry_no_uid_unless_asked(tmp_path):
@@ -268,18 +274,18 @@ def test_only_ct_images_that_are_not_localizers_are_kept():
 
 def test_queue_survives_reopening_and_reprocesses_a_series_that_grows(tmp_path):
     store = Store(tmp_path)
-    assert store.add_instance("1.2.3", "1.2.3.1", b"one") and not store.add_instance("1.2.3", "1.2.3.1", b"one")
+    assert store.add_instance("1.2", "1.2.3", "1.2.3.1", b"one") and not store.add_instance("1.2", "1.2.3", "1.2.3.1", b"one")
     assert store.claim_due(quiet_seconds=60) is None  # still in its quiet period
-    claim = store.claim_due(quiet_seconds=0)
-    assert claim is not None and claim.generation == 1 and len(claim.files) == 1
+    (claim,) = store.claim_due(quiet_seconds=0).claims
+    assert claim.generation == 1 and len(claim.files) == 1
     store.close()
 
     store = Store(tmp_path)  # as after a kill -9 mid-case
     assert store.recover() == 1
-    claim = store.claim_due(quiet_seconds=0)
-    store.add_instance("1.2.3", "1.2.3.2", b"two")  # arrives while the series is processed
+    (claim,) = store.claim_due(quiet_seconds=0).claims
+    store.add_instance("1.2", "1.2.3", "1.2.3.2", b"two")  # arrives while the series is processed
     assert store.finish(claim, {"seg": sc_file(tmp_path / "seg.dcm")}) == "waiting"
-    again = store.claim_due(quiet_seconds=0)
+    (again,) = store.claim_due(quiet_seconds=0).claims
     assert again.generation == 2 and len(again.files) == 2
     assert store.finish(again, {"seg": sc_file(tmp_path / "seg2.dcm")}) == "done"
     assert store.claim_due(quiet_seconds=0) is None
@@ -306,6 +312,39 @@ CREATE TABLE errors (id INTEGER PRIMARY KEY, time REAL NOT NULL, series TEXT, me
 """
 
 
+def _age(store: Store, series_uid: str, seconds: float) -> None:
+    """Move a series' last reception ``seconds`` into the past (instead of waiting)."""
+    with sqlite3.connect(store.root / "queue.sqlite") as db:
+        db.execute("UPDATE series SET last_received = last_received - ? WHERE uid = ?", (seconds, series_uid))
+    db.close()
+
+
+def test_a_study_is_due_once_none_of_its_series_received_anything_for_the_quiet_period(tmp_path):
+    store = Store(tmp_path)
+    store.add_instance("1.9", "1.9.1", "1.9.1.1", b"a")
+    store.add_instance("1.9", "1.9.2", "1.9.2.1", b"b")
+    store.add_instance("1.8", "1.8.1", "1.8.1.1", b"c")
+    store.skip_series("1.9", "1.9.3", "modality SR: only CT is segmented")  # a dose report
+    for uid in ("1.9.1", "1.9.2"):
+        _age(store, uid, 100)
+    assert store.claim_due(quiet_seconds=50) is None  # the dose report came in just now; 1.8 too
+    _age(store, "1.9.3", 100)
+    assert not store.skip_series("1.9", "1.9.3", "modality SR: only CT is segmented")  # its next instance
+    assert store.claim_due(quiet_seconds=50) is None
+    _age(store, "1.9.3", 100)
+    study = store.claim_due(quiet_seconds=50)
+    assert study.study_uid == "1.9" and [c.series_uid for c in study.claims] == ["1.9.1", "1.9.2"]
+    assert store.claim_due(quiet_seconds=50) is None and store.claim_due(quiet_seconds=0).study_uid == "1.8"
+    assert set(study.held) == {"1.9.1", "1.9.2"}  # the skipped report holds no file
+    assert store.pass_over(study.claims[1], "another series was chosen") == "skipped"
+    assert store.finish(study.claims[0], {"sc": sc_file(tmp_path / "sc.dcm")}) == "done"
+
+    store.add_instance("1.9", "1.9.2", "1.9.2.2", b"b2")  # the passed-over series grows: the study is due again
+    study = store.claim_due(quiet_seconds=0)
+    assert [(c.series_uid, c.generation, len(c.files)) for c in study.claims] == [("1.9.2", 1, 2)]
+    assert set(study.held) == {"1.9.1", "1.9.2"}  # the rules see the series done before too
+
+
 def test_a_workspace_from_before_keyed_hashes_keeps_working(tmp_path):
     series = "1.2.826.0.1.3680043.8.498.1"
     folder = tmp_path / "instances" / plain_uid_hash(series)  # as the first node named it
@@ -325,9 +364,10 @@ def test_a_workspace_from_before_keyed_hashes_keeps_working(tmp_path):
 
     store = Store(tmp_path)
     assert store.last_errors()[0][1] == store.hash_uid(series) != plain_uid_hash(series)
-    assert store.add_instance(series, series + ".2", b"two")  # the series goes on filling its folder
-    claim = store.claim_due(quiet_seconds=0)
-    assert sorted(p.parent for p in claim.files) == [folder, folder]
+    assert store.add_instance("1.2.9", series, series + ".2", b"two")  # the series goes on filling its folder
+    study = store.claim_due(quiet_seconds=0)
+    assert study.study_uid == series  # recorded before studies were: a study of its own
+    assert sorted(p.parent for p in study.claims[0].files) == [folder, folder]
     (pending,) = store.due_results()
     assert (pending.path, pending.sha256) == (old_result, None)  # no digest recorded then: sent as it is
     assert read_result(pending).SOPClassUID == SecondaryCaptureImageStorage
@@ -347,8 +387,8 @@ def sc_file(path: Path) -> Path:
 
 def queue_results(store: Store, series_uid: str, results: dict[str, Path]) -> None:
     """Record ``results`` as the finished results of a one-instance series."""
-    store.add_instance(series_uid, f"{series_uid}.1", b"")
-    store.finish(store.claim_due(quiet_seconds=0), results)
+    store.add_instance(None, series_uid, f"{series_uid}.1", b"")
+    store.finish(store.claim_due(quiet_seconds=0).claims[0], results)
 
 
 def sender_to(port: int, store: Store, timeouts: Timeouts | None = None) -> Sender:
@@ -443,7 +483,7 @@ def test_enhanced_ct_is_stored_and_queued_not_answered_and_dropped(tmp_path):
     finally:
         server.stop()
     assert status.Status == 0x0000
-    claim = store.claim_due(quiet_seconds=0)
+    (claim,) = store.claim_due(quiet_seconds=0).claims
     assert claim.series_uid == enhanced.SeriesInstanceUID and len(claim.files) == 1
     assert int(pydicom.dcmread(claim.files[0]).NumberOfFrames) == len(files)
     assert [e["series"] for e in logged(store, "instance_received")] == [store.hash_uid(enhanced.SeriesInstanceUID)]
@@ -556,6 +596,61 @@ def test_unchanged_resend_is_not_processed_again_but_a_new_instance_is(node, ort
 
 
 @pytest.mark.slow
+def test_a_quiet_study_is_segmented_in_the_series_the_rules_choose_and_each_other_is_logged_skipped(
+        node, orthanc, tmp_path, capsys):
+    study_uid = generate_uid()
+    variants = {"soft": {}, "thin": {"SliceThickness": "1", "SeriesNumber": 2},
+                "bone": {"ConvolutionKernel": "BONE", "SeriesNumber": 3, "SeriesDescription": "Head bone"}}
+    uids, study_id = {}, None
+    for name, attributes in variants.items():
+        _, files = ct_series(tmp_path / name, seed=12, StudyInstanceUID=study_uid, **attributes)
+        uids[name] = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+        study_id = orthanc.request("GET", f"/series/{orthanc.upload(files)}")["ParentStudy"]
+    orthanc.store_to("ichseg", study_id)  # the whole study in one association
+    keys = {name: node.key(uid) for name, uid in uids.items()}
+
+    def logged(event: str, name: str) -> list[dict]:
+        return [e for e in node.events(event) if e["series"] == keys[name]]
+
+    results = wait_for_results(orthanc, study_uid)
+    wait_until(lambda: logged("series_skipped", "thin") and logged("series_skipped", "bone"), "the skips")
+    wait_until(lambda: "waiting 0" in node.status(capsys), "the study to be through")
+    (started,) = [e for e in node.events("study_started") if e["study"] == node.key(study_uid)]
+    assert (started["series"], started["waiting"]) == (3, 3)
+    assert logged("series_chosen", "soft")[0]["reason"].startswith("it fits the rules and its slice thickness")
+    assert logged("series_skipped", "thin")[0]["reason"].startswith("it fits the rules, but its slice thickness (1 mm)")
+    assert logged("series_skipped", "bone")[0]["reason"] == (
+        "a bone or lung reconstruction (kernel BONE, description 'Head bone'), not soft tissue")
+    assert [len(logged("case_started", name)) for name in variants] == [1, 0, 0]
+    assert results["seg"][0].ReferencedSeriesSequence[0].SeriesInstanceUID == uids["soft"]
+
+
+@pytest.mark.slow
+def test_with_all_series_every_eligible_series_of_the_study_is_segmented(tiny_model, tmp_path):
+    from ichseg.segmenter import Segmenter
+
+    store = Store(tmp_path / "state")
+    study_uid = generate_uid()
+    uids = {}
+    for name, attributes in {"soft": {}, "thin": {"SliceThickness": "1"}, "bone": {"ConvolutionKernel": "BONE"}}.items():
+        _, files = ct_series(tmp_path / name, seed=13, StudyInstanceUID=study_uid, **attributes)
+        for path in files:
+            ds = pydicom.dcmread(path)
+            store.add_instance(study_uid, ds.SeriesInstanceUID, ds.SOPInstanceUID, path.read_bytes())
+        uids[name] = ds.SeriesInstanceUID
+    log = EventLog(store.root / "log.jsonl", store.hash_uid, stream=None)
+    segmenter = Segmenter.load(tiny_model, device="cpu", mirroring=False)
+    worker = Worker(segmenter, store, log, SeriesSelection(target_thickness_mm=9.5), all_series=True)
+    assert worker.process_due(quiet_seconds=0) and not worker.process_due(quiet_seconds=0)
+    done = {e["series"] for e in logged(store, "case_done")}
+    assert done == {store.hash_uid(uids["soft"]), store.hash_uid(uids["thin"])}
+    (skipped,) = logged(store, "series_skipped")
+    assert skipped["series"] == store.hash_uid(uids["bone"]) and "bone or lung reconstruction" in skipped["reason"]
+    counts = store.counts()
+    assert (counts["done"], counts["skipped"], counts["unsent"]) == (2, 1, 6)
+
+
+@pytest.mark.slow
 def test_unknown_calling_ae_is_refused_at_association(node, orthanc):
     stranger = AE(ae_title="STRANGER")
     stranger.add_requested_context(Verification)
@@ -579,7 +674,7 @@ def test_mr_series_is_skipped_with_its_reason_in_the_log_and_status(node, orthan
     skipped = wait_until(lambda: [e for e in node.events("series_skipped") if e["series"] == key], "the skip")
     assert len(skipped) == 1 and "modality MR" in skipped[0]["reason"]
     assert not (node.workspace / "serve" / "instances" / key).exists()
-    assert "skipped 1" in node.status(capsys)
+    assert f"skipped {len(node.events('series_skipped'))}" in node.status(capsys)  # each logged once
 
 
 @pytest.mark.slow
@@ -615,7 +710,7 @@ def test_node_killed_mid_case_resumes_and_unsent_results_are_retried(tiny_model,
         failed = wait_until(lambda: durable.events("send_failed"), "a failed send")
         assert failed[0]["attempts"] == 1 and failed[0]["retry_in_s"] == 5.0
         status = durable.status(capsys)
-        assert "done 1" in status and "unsent 3" in status and "no association" in status
+        assert "done 1" in status and "unsent 3" in status and f"no connection to ORTHANC@{LOOPBACK}:{pacs_port}" in status
 
         with running_orthanc(tmp_path / "pacs", {}, dicom_port=pacs_port) as pacs:  # the PACS comes back
             results = wait_for_results(pacs, study_uid)

@@ -18,7 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-ae", action="append", default=[], metavar="AE_TITLE",
                         help="a further calling AE title allowed to send (repeatable)")
     parser.add_argument("--quiet-seconds", type=float, default=30.0,
-                        help="a series is complete after this long without a new instance (default 30)")
+                        help="a study is complete after this long without a new instance in any of its "
+                             "series (default 30)")
+    parser.add_argument("--all-series", action="store_true",
+                        help="segment every series of a study that fits the series rules, not only the best one")
+    parser.add_argument("--series-rules", type=Path, metavar="FILE",
+                        help="JSON rules choosing a study's series, replacing ichseg's default (see the README)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     parser.add_argument("--keep-identifiers", action="store_true", help="log UIDs as they are, not hashed")
     parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
@@ -45,10 +50,12 @@ def _add_timeouts(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Receive CT series by C-STORE, segment each once it has been quiet for --quiet-seconds, and
-    send the DICOM-SEG, a key-image Secondary Capture and a TID 1500 measurement report to
+    """Receive CT studies by C-STORE; once a study has been quiet for --quiet-seconds, segment the
+    series the series rules choose in it (every eligible one with --all-series) and send the
+    DICOM-SEG, a key-image Secondary Capture and a TID 1500 measurement report of each to
     --send-to. State (instances, queue, results, log.jsonl) lives in WORKSPACE/serve."""
     from ichseg.errors import InputError
+    from ichseg.io.series_selection import SeriesRules
     from ichseg.serve import (
         ServeOptions,
         format_status,
@@ -74,5 +81,6 @@ def run(args: argparse.Namespace) -> int:
                        state_dir=state_dir, allow_ae=tuple(ae_title(a) for a in args.allow_ae),
                        quiet_seconds=args.quiet_seconds, keep_identifiers=args.keep_identifiers,
                        device=args.device, mirroring=not args.no_mirroring, host=args.host,
-                       timeouts=timeouts))
+                       timeouts=timeouts, series_rules=SeriesRules.coerce(args.series_rules),
+                       all_series=args.all_series))
     return 0

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ichseg.errors import InputError
+from ichseg.io.series_selection import SeriesRules, default_rules
 
 #: An application entity title: 1-16 printable ASCII characters, no backslash, not all spaces.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
-#: Default quiet period: a series that receives nothing for this long is complete.
+#: Default quiet period: a study none of whose series receives anything for this long is complete.
 DEFAULT_QUIET_SECONDS = 30.0
 
 
@@ -111,6 +112,10 @@ class ServeOptions:
     host: str = "0.0.0.0"
     retry: Retry = field(default_factory=Retry)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    #: The rules that choose a study's series (:mod:`ichseg.io.series_selection`), and whether to
+    #: segment every eligible series instead of the best one.
+    series_rules: SeriesRules = field(default_factory=default_rules)
+    all_series: bool = False
     #: How often the node looks for finished series and results to send, in seconds.
     poll_seconds: float = 0.5
 

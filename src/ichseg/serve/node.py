@@ -1,9 +1,11 @@
 """``serve``: the DICOM node's main loop, tying the SCP, the queue, the worker and the sender.
 
 The model folder is loaded once, before the port opens. The SCP receives in its own threads and
-the sender sends in its own; the main thread segments the next series whose quiet period is
-over, and sleeps briefly when there is nothing to do. SIGTERM and SIGINT end the loop between
-two series; a harder stop (kill -9) loses nothing that the store had recorded.
+the sender sends in its own; the main thread takes the next study whose quiet period is over,
+segments the series the series rules choose in it (with the models' training slice thickness
+deciding among the eligible), and sleeps briefly when there is nothing to do. SIGTERM and SIGINT
+end the loop between two studies; a harder stop (kill -9) loses nothing that the store had
+recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ichseg.io.series_selection import SeriesSelection
 from ichseg.serve.config import ServeOptions
 from ichseg.serve.log import EventLog
 from ichseg.serve.scp import StorageServer
@@ -25,17 +28,21 @@ from ichseg.serve.worker import Worker
 def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
     """Run the node until ``stop`` is set or the process receives SIGTERM / SIGINT."""
     from ichseg.models import ModelFolder
+    from ichseg.prediction import training_slice_thickness
     from ichseg.segmenter import Segmenter
 
-    ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
+    folder = ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
+    selection = SeriesSelection(options.series_rules, training_slice_thickness(folder.select()))
     stop = stop or threading.Event()
     store = Store(options.state_dir)
     log = EventLog(options.state_dir / "log.jsonl", store.hash_uid, options.keep_identifiers)
     log.event("node_starting", recovered=store.recover(), quiet_s=options.quiet_seconds,
-              send_to=str(options.send_to), timeouts_s=dataclasses.asdict(options.timeouts))
+              send_to=str(options.send_to), timeouts_s=dataclasses.asdict(options.timeouts),
+              series_rules=options.series_rules.source, all_series=options.all_series,
+              target_thickness_mm=selection.target_thickness_mm)
     segmenter = Segmenter.load(options.model, device=options.device, mirroring=options.mirroring)
     log.event("model_loaded", n_models=len(segmenter.models))
-    worker = Worker(segmenter, store, log)
+    worker = Worker(segmenter, store, log, selection, options.all_series)
     sender = Sender(options.ae_title, options.send_to, store, log, options.retry, options.timeouts)
     server = StorageServer(options, store, log)
     sender.start(options.poll_seconds)

@@ -82,16 +82,17 @@ class StorageServer:
         try:
             ds = event.dataset
             series_uid, sop_uid = str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+            study_uid = str(ds.get("StudyInstanceUID", "") or "") or None
         except Exception as error:  # noqa: BLE001 - a dataset pydicom cannot parse must not stop the node
             self.log.event("instance_refused", reason=f"unreadable dataset: {error}")
             return CANNOT_UNDERSTAND
         reason = screen(ds)
         if reason is not None:
-            if self.store.skip_series(series_uid, reason):
-                self.log.event("series_skipped", series=series_uid, reason=reason)
+            if self.store.skip_series(study_uid, series_uid, reason):
+                self.log.event("series_skipped", series=series_uid, study=study_uid, reason=reason)
             return SUCCESS
         try:
-            if self.store.add_instance(series_uid, sop_uid, event.encoded_dataset()):
+            if self.store.add_instance(study_uid, series_uid, sop_uid, event.encoded_dataset()):
                 self.log.event("instance_received", series=series_uid, sop=sop_uid)
         except OSError as error:
             self.log.event("instance_not_stored", series=series_uid, sop=sop_uid, reason=str(error))

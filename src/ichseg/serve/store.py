@@ -2,19 +2,23 @@
 
 Everything the node knows survives a crash. An instance is written to the workspace (temporary
 name, then renamed) before it is recorded, a series moves ``waiting → processing → done`` (or
-``failed``, or ``skipped`` when it is not ours to segment) in single transactions, and a series'
-results are recorded ``unsent`` in the same transaction that marks it done. A node killed
-mid-case finds the case still ``processing`` at restart and puts it back in the queue; results
-recorded but not yet sent are sent by the next node.
+``failed``, or ``skipped`` when it is not ours to segment or the series rules chose another) in
+single transactions, and a series' results are recorded ``unsent`` in the same transaction that
+marks it done. A node killed mid-case finds the case still ``processing`` at restart and puts it
+back in the queue; results recorded but not yet sent are sent by the next node.
 
-A series is keyed by its SeriesInstanceUID; files and folders on disk are named by a keyed hash
-of the UIDs (:mod:`ichseg.serve.identifiers`), so the workspace's file names carry no identifier.
-The database records every file by its full path: a workspace whose files were named by an
-earlier node's unkeyed hash keeps working, and a series it held goes on filling its own folder.
-A result file that cannot be read is given up (it can never be sent), recorded with its error.
-Re-sending an instance already held
-changes nothing; a new instance in a series already processed sends it back to ``waiting`` and
-its next results get a new generation number.
+The queue hands out studies: a study is due once none of its series has received an instance
+for the quiet period, and then all its waiting series are claimed together, so that the series
+rules choose among everything the study holds. A series is keyed by its SeriesInstanceUID and
+belongs to its StudyInstanceUID (a series recorded before studies were, alone in its own).
+Re-sending an instance already held changes nothing; a new instance in a series already
+processed sends it back to ``waiting`` and its next results get a new generation number.
+
+Files and folders on disk are named by a keyed hash of the UIDs (:mod:`ichseg.serve.identifiers`),
+so the workspace's file names carry no identifier. The database records every file by its full
+path: a workspace whose files were named by an earlier node's unkeyed hash keeps working, and a
+series it held goes on filling its own folder. A result file that cannot be read is given up (it
+can never be sent), recorded with its error.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +51,9 @@ CREATE TABLE IF NOT EXISTS errors (
 CREATE INDEX IF NOT EXISTS instances_by_series ON instances (series_uid);
 """
 #: Columns added since the first release, created in an older workspace's database when opened.
-_ADDED_COLUMNS = {"results": ("given_up REAL", "sha256 TEXT")}
+_ADDED_COLUMNS = {"series": ("study_uid TEXT",), "results": ("given_up REAL", "sha256 TEXT")}
+#: A series' study in queries: a series recorded before studies were is a study of its own.
+_STUDY = "COALESCE(study_uid, uid)"
 
 #: Series states. ``waiting`` series are segmented once their quiet period is over.
 WAITING, PROCESSING, DONE, FAILED, SKIPPED = "waiting", "processing", "done", "failed", "skipped"
@@ -60,6 +66,18 @@ class Claim:
     series_uid: str
     generation: int
     files: tuple[Path, ...]
+    quiet_end: float
+
+
+@dataclass(frozen=True)
+class StudyClaim:
+    """A quiet study taken from the queue: its waiting series, now ``processing`` (``claims``),
+    and the files of every series of it the node holds (``held``, by SeriesInstanceUID), so that
+    the series rules see the whole study, series processed before included."""
+
+    study_uid: str
+    claims: tuple[Claim, ...]
+    held: Mapping[str, tuple[Path, ...]]
     quiet_end: float
 
 
@@ -142,8 +160,9 @@ class Store:
             return db.execute("UPDATE series SET state = ?, updated = ? WHERE state = ?",
                               (WAITING, time.time(), PROCESSING)).rowcount
 
-    def add_instance(self, series_uid: str, sop_uid: str, data: bytes) -> bool:
-        """Store one instance's file and queue its series; False when the instance was held already."""
+    def add_instance(self, study_uid: str | None, series_uid: str, sop_uid: str, data: bytes) -> bool:
+        """Store one instance's file and queue its series (of ``study_uid``; None: a study of its
+        own); False when the instance was held already."""
         with self._lock:
             if self._db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone():
                 return False
@@ -157,35 +176,49 @@ class Store:
             if db.execute("INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?)",
                           (sop_uid, series_uid, str(path), now)).rowcount == 0:
                 return False
-            db.execute("INSERT INTO series (uid, state, instances, last_received, updated) "
-                       "VALUES (?, ?, 1, ?, ?) ON CONFLICT (uid) DO UPDATE SET "
+            db.execute("INSERT INTO series (uid, study_uid, state, instances, last_received, updated) "
+                       "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (uid) DO UPDATE SET "
                        "instances = instances + 1, last_received = excluded.last_received, "
                        "updated = excluded.updated, reason = NULL, "
                        "state = CASE WHEN state = ? THEN state ELSE ? END",
-                       (series_uid, WAITING, now, now, PROCESSING, WAITING))
+                       (series_uid, study_uid, WAITING, now, now, PROCESSING, WAITING))
         return True
 
-    def skip_series(self, series_uid: str, reason: str) -> bool:
-        """Record a series the node will not segment; False when it was recorded already."""
+    def skip_series(self, study_uid: str | None, series_uid: str, reason: str) -> bool:
+        """Record a series of ``study_uid`` the node will not keep; False when it was recorded
+        already. Each of its instances still restarts the study's quiet period."""
         now = time.time()
         with self._transaction() as db:
-            return db.execute("INSERT OR IGNORE INTO series (uid, state, last_received, reason, updated) "
-                              "VALUES (?, ?, ?, ?, ?)", (series_uid, SKIPPED, now, reason, now)).rowcount == 1
+            if db.execute("UPDATE series SET last_received = ?, updated = ? WHERE uid = ? AND state = ?",
+                          (now, now, series_uid, SKIPPED)).rowcount:
+                return False
+            return db.execute("INSERT OR IGNORE INTO series (uid, study_uid, state, last_received, reason, updated) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              (series_uid, study_uid, SKIPPED, now, reason, now)).rowcount == 1
 
-    def claim_due(self, quiet_seconds: float) -> Claim | None:
-        """The waiting series that has been quiet longest, now marked ``processing``; or None."""
+    def claim_due(self, quiet_seconds: float) -> StudyClaim | None:
+        """The study with waiting series that has been quiet longest (no instance of any of its
+        series for ``quiet_seconds``), its waiting series now ``processing``; or None."""
         now = time.time()
         with self._transaction() as db:
-            row = db.execute("SELECT uid, instances, last_received, generation FROM series "
-                             "WHERE state = ? AND last_received <= ? ORDER BY last_received LIMIT 1",
+            row = db.execute(f"SELECT {_STUDY} AS study, MAX(last_received) AS latest FROM series GROUP BY study "
+                             "HAVING SUM(state = ?) > 0 AND latest <= ? ORDER BY latest LIMIT 1",
                              (WAITING, now - quiet_seconds)).fetchone()
             if row is None:
                 return None
-            uid, instances, last_received, generation = row
-            db.execute("UPDATE series SET state = ?, claimed_instances = ?, updated = ? WHERE uid = ?",
-                       (PROCESSING, instances, now, uid))
-            files = [Path(p) for (p,) in db.execute("SELECT path FROM instances WHERE series_uid = ?", (uid,))]
-        return Claim(uid, generation + 1, tuple(files), last_received + quiet_seconds)
+            study, latest = row
+            waiting = db.execute(f"SELECT uid, instances, generation FROM series WHERE {_STUDY} = ? AND state = ? "
+                                 "ORDER BY uid", (study, WAITING)).fetchall()
+            db.execute(f"UPDATE series SET state = ?, claimed_instances = instances, updated = ? "
+                       f"WHERE {_STUDY} = ? AND state = ?", (PROCESSING, now, study, WAITING))
+            held: dict[str, list[Path]] = {}
+            for series_uid, path in db.execute(f"SELECT i.series_uid, i.path FROM instances i JOIN series s "
+                                               f"ON s.uid = i.series_uid WHERE {_STUDY} = ? ORDER BY i.path",
+                                               (study,)):
+                held.setdefault(series_uid, []).append(Path(path))
+        quiet_end = latest + quiet_seconds
+        claims = tuple(Claim(uid, generation + 1, tuple(held.get(uid, ())), quiet_end) for uid, _, generation in waiting)
+        return StudyClaim(study, claims, {uid: tuple(files) for uid, files in held.items()}, quiet_end)
 
     def finish(self, claim: Claim, results: dict[str, Path]) -> str:
         """Record a claim's results as unsent and the series as done; return its new state.
@@ -201,20 +234,26 @@ class Store:
                 db.execute("INSERT INTO results (series_uid, generation, kind, path, next_try, ready, sha256) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (claim.series_uid, claim.generation, kind, str(path), now, now, digests[kind]))
-            return self._close_claim(db, claim, DONE, None)
+            return self._close_claim(db, claim, DONE, None, claim.generation)
 
     def fail(self, claim: Claim, reason: str) -> str:
         """Record that a claim's series could not be processed, and why; return its new state."""
         with self._transaction() as db:
             db.execute("INSERT INTO errors (time, series, message) VALUES (?, ?, ?)",
                        (time.time(), self.hash_uid(claim.series_uid), reason))
-            return self._close_claim(db, claim, FAILED, reason)
+            return self._close_claim(db, claim, FAILED, reason, claim.generation)
+
+    def pass_over(self, claim: Claim, reason: str) -> str:
+        """Record that the series rules chose another series of the study, and why; return the
+        series' new state. Nothing was made from it: its generation stays."""
+        with self._transaction() as db:
+            return self._close_claim(db, claim, SKIPPED, reason, claim.generation - 1)
 
     @staticmethod
-    def _close_claim(db: sqlite3.Connection, claim: Claim, state: str, reason: str | None) -> str:
+    def _close_claim(db: sqlite3.Connection, claim: Claim, state: str, reason: str | None, generation: int) -> str:
         db.execute("UPDATE series SET state = CASE WHEN instances > claimed_instances THEN ? ELSE ? END, "
                    "generation = ?, reason = ?, updated = ? WHERE uid = ?",
-                   (WAITING, state, claim.generation, reason, time.time(), claim.series_uid))
+                   (WAITING, state, generation, reason, time.time(), claim.series_uid))
         (new_state,) = db.execute("SELECT state FROM series WHERE uid = ?", (claim.series_uid,)).fetchone()
         return str(new_state)
 
