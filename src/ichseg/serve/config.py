@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ichseg.errors import InputError
-from ichseg.io.series_selection import SeriesRules, default_rules
+
+if TYPE_CHECKING:  # the rules module loads numpy; the command line reads this module at start
+    from ichseg.io.series_selection import SeriesRules
 
 #: An application entity title: 1-16 printable ASCII characters, no backslash, not all spaces.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
@@ -112,9 +115,9 @@ class ServeOptions:
     host: str = "0.0.0.0"
     retry: Retry = field(default_factory=Retry)
     timeouts: Timeouts = field(default_factory=Timeouts)
-    #: The rules that choose a study's series (:mod:`ichseg.io.series_selection`), and whether to
-    #: segment every eligible series instead of the best one.
-    series_rules: SeriesRules = field(default_factory=default_rules)
+    #: The rules that choose a study's series (:mod:`ichseg.io.series_selection`; None: ichseg's
+    #: default), and whether to segment every eligible series instead of the best one.
+    series_rules: SeriesRules | None = None
     all_series: bool = False
     #: How often the node looks for finished series and results to send, in seconds.
     poll_seconds: float = 0.5

@@ -16,29 +16,31 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ichseg.io.series_selection import SeriesSelection
 from ichseg.serve.config import ServeOptions
 from ichseg.serve.log import EventLog
-from ichseg.serve.scp import StorageServer
-from ichseg.serve.sender import Sender
 from ichseg.serve.store import Store
-from ichseg.serve.worker import Worker
 
 
 def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
     """Run the node until ``stop`` is set or the process receives SIGTERM / SIGINT."""
+    # numpy, pynetdicom, highdicom and the models load when a node runs, not with the command line
+    from ichseg.io.series_selection import SeriesRules, SeriesSelection
     from ichseg.models import ModelFolder
     from ichseg.prediction import training_slice_thickness
     from ichseg.segmenter import Segmenter
+    from ichseg.serve.scp import StorageServer
+    from ichseg.serve.sender import Sender
+    from ichseg.serve.worker import Worker
 
     folder = ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
-    selection = SeriesSelection(options.series_rules, training_slice_thickness(folder.select()))
+    rules = SeriesRules.coerce(options.series_rules)
+    selection = SeriesSelection(rules, training_slice_thickness(folder.select()))
     stop = stop or threading.Event()
     store = Store(options.state_dir)
     log = EventLog(options.state_dir / "log.jsonl", store.hash_uid, options.keep_identifiers)
     log.event("node_starting", recovered=store.recover(), quiet_s=options.quiet_seconds,
               send_to=str(options.send_to), timeouts_s=dataclasses.asdict(options.timeouts),
-              series_rules=options.series_rules.source, all_series=options.all_series,
+              series_rules=rules.source, all_series=options.all_series,
               target_thickness_mm=selection.target_thickness_mm)
     segmenter = Segmenter.load(options.model, device=options.device, mirroring=options.mirroring)
     log.event("model_loaded", n_models=len(segmenter.models))
