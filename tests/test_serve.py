@@ -462,6 +462,22 @@ def test_an_unreadable_result_is_reported_and_the_sender_goes_on(tmp_path):
     assert "results   sent 2  unsent 0  unsendable 2" in status
 
 
+def test_stopping_does_not_wait_for_a_silent_pacs_beyond_the_grace_period(tmp_path):
+    store = Store(tmp_path)
+    queue_results(store, "1.2.3", {"sc": sc_file(tmp_path / "sc.dcm")})
+    with SilentListener() as silent:
+        sender = sender_to(silent.port, store, Timeouts(association=5))
+        sender.start(poll_seconds=0.05)
+        wait_until(lambda: silent.connections, "the sender to connect")
+        started = time.monotonic()
+        assert sender.stop(grace=0.5) is False  # the round still waits on the silent PACS
+        stopping = time.monotonic() - started
+        assert sender.stop(grace=TIMEOUT_S)  # the association timeout ends the round, and the thread
+    assert stopping < 5  # the grace period, not the association timeout
+    assert [e["attempts"] for e in logged(store, "send_failed")] == [1] and not logged(store, "sender_error")
+    assert store.counts()["unsent"] == 1
+
+
 def test_enhanced_ct_is_stored_and_queued_not_answered_and_dropped(tmp_path):
     _, files = ct_series(tmp_path / "series", seed=11)
     enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
