@@ -47,9 +47,9 @@ def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
     worker = Worker(segmenter, store, log, selection, options.all_series)
     sender = Sender(options.ae_title, options.send_to, store, log, options.retry, options.timeouts)
     server = StorageServer(options, store, log)
-    sender.start(options.poll_seconds)
-    server.start()
     try:
+        server.start()
+        sender.start(options.poll_seconds)
         with _stop_on_signals(stop):
             while not stop.is_set():
                 if not worker.process_due(options.quiet_seconds):
