@@ -191,7 +191,7 @@ def test_folder_without_dicom(tmp_path):
         load_image(tmp_path)
 
 
-def test_several_series_pick_the_single_axial_ct_or_ask(tmp_path):
+def test_several_series_the_rules_choose_and_series_overrides(tmp_path):
     image = head_phantom()
     study = tmp_path / "study"
     axial = write_ct_series(image, study / "axial", series_number=2,
@@ -200,25 +200,30 @@ def test_several_series_pick_the_single_axial_ct_or_ask(tmp_path):
     write_ct_series(sagittal, study / "sagittal", series_number=3,
                     series_description="Sagittal MPR")
     found = list_series(study)
-    assert [(s.number, s.orientation, s.is_axial_ct, s.n_files) for s in found] == [
-        (2, "axial", True, 7), (3, "sagittal", False, sagittal.shape[0])]
+    assert [(s.number, s.orientation, s.n_files) for s in found] == [
+        (2, "axial", 7), (3, "sagittal", sagittal.shape[0])]
     assert np.array_equal(load_dicom_series(study).array, image.array)
 
     bone = write_ct_series(image, study / "bone", series_number=4,
                            series_description="Head bone")
-    with pytest.raises(InputError) as caught:
-        load_dicom_series(study)
-    message = str(caught.value)
+    chosen = load_dicom_series(study)
+    assert chosen.metadata["dicom"]["SeriesDescription"] == "Head 5mm"
+    lines = chosen.metadata["series_selection"]
+    assert [line.split("'")[1] for line in lines] == ["Head 5mm", "Sagittal MPR", "Head bone"]
+    assert "segmented" in lines[0] and "not axial" in lines[1] and "bone" in lines[2]
+
     uids = {p.name: str(pydicom.dcmread(next(p.glob("*.dcm"))).SeriesInstanceUID)
             for p in (axial, bone)}
-    assert "3 series, 2 of them axial CT" in message and "--series" in message
-    assert uids["axial"] in message and uids["bone"] in message and "Head bone" in message
-    assert "\n" not in message
-
     chosen = load_dicom_series(study, series_uid=uids["bone"])
     assert chosen.metadata["dicom"]["SeriesDescription"] == "Head bone"
     with pytest.raises(InputError, match="no series 1.2.3"):
         load_dicom_series(study, series_uid="1.2.3")
+    shutil.rmtree(axial)
+    with pytest.raises(InputError) as caught:
+        load_dicom_series(study)
+    message = str(caught.value)
+    assert "none of its 2 series fits" in message and "--series" in message
+    assert uids["bone"] in message and "Head bone" in message and "\n" not in message
 
 
 def test_write_refuses_existing_folder_and_out_of_range_values(series, tmp_path):

@@ -8,20 +8,34 @@ checks the DICOM objects. Orthanc and dciodvfy missing: skipped, or failed under
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import signal
+import sqlite3
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from faulty_pacs import RecordingSCP, SilentListener, full_backlog
 from orthanc import LOOPBACK, Orthanc, free_port, require_binary, running_orthanc
-from pydicom.uid import MRImageStorage
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -31,15 +45,29 @@ from ichseg.ensemble.info import EnsembleInfo
 from ichseg.errors import InputError
 from ichseg.io.dicom import load_dicom_series, write_ct_series
 from ichseg.io.image import load_image
+from ichseg.io.series_selection import SeriesSelection
 from ichseg.segmentation.result import Segmentation
-from ichseg.serve.config import Retry, parse_listen, parse_peer
-from ichseg.serve.log import EventLog, uid_hash
+from ichseg.serve import format_status, queue_status
+from ichseg.serve.config import (
+    Peer,
+    Retry,
+    ServeOptions,
+    Timeouts,
+    parse_listen,
+    parse_peer,
+)
+from ichseg.serve.identifiers import KEY_FILE, UidHasher, plain_uid_hash
+from ichseg.serve.log import EventLog
 from ichseg.serve.results import write_results
-from ichseg.serve.scp import screen
+from ichseg.serve.scp import StorageServer, screen
+from ichseg.serve.sender import Sender, read_result
 from ichseg.serve.store import Store
+from ichseg.serve.worker import Worker
 
 NODE_AET = "ICHSEG"
 QUIET_S = 1.0
+#: The association timeout of the node facing a silent PACS: longer than segmenting a tiny series.
+SILENT_ACSE_S = 20.0
 #: Bound on waiting for anything the node or Orthanc does (the CI box is slow and shared).
 TIMEOUT_S = 90.0
 RESULT_DESCRIPTIONS = {"seg": "ICH segmentation (ichseg)", "sc": "ICH key images (ichseg)",
@@ -67,8 +95,13 @@ class Node:
     workspace: Path
     port: int
     send_to: str
+    options: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
     starts: int = field(default=0)
+
+    def key(self, uid: str) -> str:
+        """How the node names ``uid`` in its log and status."""
+        return UidHasher.open(self.workspace / "serve")(str(uid))
 
     @property
     def log_file(self) -> Path:
@@ -87,7 +120,7 @@ class Node:
         command = [sys.executable, "-m", "ichseg", "serve", "--model", str(self.model),
                    "--listen", f"{NODE_AET}@{self.port}", "--send-to", self.send_to, "--host", LOOPBACK,
                    "--quiet-seconds", str(QUIET_S), "--workspace", str(self.workspace),
-                   "--device", "cpu", "--no-mirroring"]
+                   "--device", "cpu", "--no-mirroring", *self.options]
         self.workspace.mkdir(parents=True, exist_ok=True)
         with (self.workspace / f"node-{self.starts}.err").open("wb") as err:
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
@@ -172,7 +205,7 @@ def assert_valid_dicom(datasets: list[pydicom.Dataset], folder: Path) -> None:
     for k, ds in enumerate(datasets):
         path = folder / f"{k}.dcm"
         ds.save_as(path, enforce_file_format=True)
-        run = subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=120)
+        run = subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=120, check=False)
         errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
         assert not errors, (ds.Modality, errors)
 
@@ -193,50 +226,69 @@ def test_addresses_parse_and_a_bad_one_is_one_line_naming_it(tmp_path, capsys):
         "ichseg: error: 'ORTHANC@4242': expected AE_TITLE@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242"]
     assert main(["serve", "--status", "--workspace", str(tmp_path / "ws")]) == 2
     assert "no DICOM node has run" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--listen", "ICHSEG@11112", "--send-to", "ORTHANC@pacs:4242",
+                 "--series-rules", str(tmp_path / "rules.json"), "--workspace", str(tmp_path / "ws")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ichseg: error: {tmp_path / 'rules.json'}: no such series rules file"]
 
 
 def test_log_lines_carry_no_uid_unless_asked(tmp_path):
     uid = "1.2.826.0.1.3680043.8.498.433215848134131859"
-    log = EventLog(tmp_path / "log.jsonl", stream=None)
+    hasher = UidHasher.open(tmp_path)
+    log = EventLog(tmp_path / "log.jsonl", hasher, stream=None)
     log.event("case_failed", series=uid, reason=f"series {uid} ('head'): 1 missing slice(s), spacing 5.00 mm")
-    assert json.loads(log.path.read_text())["reason"] == f"series {uid_hash(uid)} ('head'): 1 missing slice(s), spacing 5.00 mm"
+    assert json.loads(log.path.read_text())["reason"] == f"series {hasher(uid)} ('head'): 1 missing slice(s), spacing 5.00 mm"
     assert uid not in log.path.read_text()
-    kept = EventLog(tmp_path / "kept.jsonl", keep_identifiers=True, stream=None)
+    kept = EventLog(tmp_path / "kept.jsonl", hasher, keep_identifiers=True, stream=None)
     assert kept.event("case_started", series=uid)["series"] == uid
+
+
+def test_log_hashes_are_keyed_by_a_secret_of_the_workspace(tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.433215848134131859"
+    first = EventLog(tmp_path / "a" / "log.jsonl", UidHasher.open(tmp_path / "a"), stream=None)
+    logged = first.event("case_started", series=uid)["series"]
+    expected = hmac.new((tmp_path / "a" / KEY_FILE).read_bytes(), uid.encode(), hashlib.sha256).hexdigest()[:16]
+    assert logged == expected != hashlib.sha256(uid.encode()).hexdigest()[:16] == plain_uid_hash(uid)
+    assert stat.S_IMODE((tmp_path / "a" / KEY_FILE).stat().st_mode) == 0o600
+    assert UidHasher.open(tmp_path / "a")(uid) == logged  # the node restarted on the same workspace
+    assert UidHasher.open(tmp_path / "b")(uid) != logged  # another workspace
 
 
 def test_retries_back_off_doubling_up_to_the_cap():
     assert [Retry(5, 60).delay(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
 
 
-def test_only_single_frame_ct_that_is_not_a_localizer_is_kept():
+def test_only_ct_images_that_are_not_localizers_are_kept():
     ds = pydicom.Dataset()
-    ds.Modality, ds.SOPClassUID, ds.ImageType = "CT", pydicom.uid.CTImageStorage, ["ORIGINAL", "PRIMARY", "AXIAL"]
-    assert screen(ds) is None
+    ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL"]
+    for sop_class in (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage):
+        ds.SOPClassUID = sop_class
+        assert screen(ds) is None
     ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
     assert screen(ds) == "localizer (scout) images"
-    ds.SOPClassUID = pydicom.uid.EnhancedCTImageStorage
-    assert screen(ds) == "Enhanced CT Image Storage: only single-frame CT Image Storage is segmented"
+    ds.ImageType, ds.SOPClassUID = ["DERIVED", "SECONDARY"], SecondaryCaptureImageStorage
+    assert screen(ds) == ("Secondary Capture Image Storage: only CT Image Storage and (Legacy Converted) "
+                          "Enhanced CT are segmented")
     ds.Modality, ds.SOPClassUID = "MR", MRImageStorage
     assert screen(ds) == "modality MR: only CT is segmented"
 
 
 def test_queue_survives_reopening_and_reprocesses_a_series_that_grows(tmp_path):
     store = Store(tmp_path)
-    assert store.add_instance("1.2.3", "1.2.3.1", b"one") and not store.add_instance("1.2.3", "1.2.3.1", b"one")
+    assert store.add_instance("1.2", "1.2.3", "1.2.3.1", b"one") and not store.add_instance("1.2", "1.2.3", "1.2.3.1", b"one")
     assert store.claim_due(quiet_seconds=60) is None  # still in its quiet period
-    claim = store.claim_due(quiet_seconds=0)
-    assert claim is not None and claim.generation == 1 and len(claim.files) == 1
+    (claim,) = store.claim_due(quiet_seconds=0).claims
+    assert claim.generation == 1 and len(claim.files) == 1
     store.close()
 
     store = Store(tmp_path)  # as after a kill -9 mid-case
     assert store.recover() == 1
-    claim = store.claim_due(quiet_seconds=0)
-    store.add_instance("1.2.3", "1.2.3.2", b"two")  # arrives while the series is processed
-    assert store.finish(claim, {"seg": tmp_path / "seg.dcm"}) == "waiting"
-    again = store.claim_due(quiet_seconds=0)
+    (claim,) = store.claim_due(quiet_seconds=0).claims
+    store.add_instance("1.2", "1.2.3", "1.2.3.2", b"two")  # arrives while the series is processed
+    assert store.finish(claim, {"seg": sc_file(tmp_path / "seg.dcm")}) == "waiting"
+    (again,) = store.claim_due(quiet_seconds=0).claims
     assert again.generation == 2 and len(again.files) == 2
-    assert store.finish(again, {"seg": tmp_path / "seg2.dcm"}) == "done"
+    assert store.finish(again, {"seg": sc_file(tmp_path / "seg2.dcm")}) == "done"
     assert store.claim_due(quiet_seconds=0) is None
     pending = store.due_results()
     assert [p.kind for p in pending] == ["seg", "seg"]
@@ -245,7 +297,214 @@ def test_queue_survives_reopening_and_reprocesses_a_series_that_grows(tmp_path):
     counts = store.counts()
     assert (counts["received"], counts["done"], counts["instances"], counts["sent"], counts["unsent"]) == (1, 1, 2, 1, 1)
     assert store.due_results() == []  # the failed one waits for its back-off
-    assert store.last_errors()[0][1:] == (uid_hash("1.2.3"), "sending seg: no association")
+    assert store.last_errors()[0][1:] == (store.hash_uid("1.2.3"), "sending seg: no association")
+
+
+#: The queue's schema as the first node wrote it: results without digests or given-up times.
+FIRST_SCHEMA = """
+CREATE TABLE series (uid TEXT PRIMARY KEY, state TEXT NOT NULL, instances INTEGER NOT NULL DEFAULT 0,
+    last_received REAL NOT NULL, claimed_instances INTEGER, generation INTEGER NOT NULL DEFAULT 0,
+    reason TEXT, updated REAL NOT NULL);
+CREATE TABLE instances (sop_uid TEXT PRIMARY KEY, series_uid TEXT NOT NULL, path TEXT NOT NULL, received REAL NOT NULL);
+CREATE TABLE results (id INTEGER PRIMARY KEY, series_uid TEXT NOT NULL, generation INTEGER NOT NULL,
+    kind TEXT NOT NULL, path TEXT NOT NULL, sent REAL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL, last_error TEXT, ready REAL NOT NULL);
+CREATE TABLE errors (id INTEGER PRIMARY KEY, time REAL NOT NULL, series TEXT, message TEXT NOT NULL);
+"""
+
+
+def _age(store: Store, series_uid: str, seconds: float) -> None:
+    """Move a series' last reception ``seconds`` into the past (instead of waiting)."""
+    with sqlite3.connect(store.root / "queue.sqlite") as db:
+        db.execute("UPDATE series SET last_received = last_received - ? WHERE uid = ?", (seconds, series_uid))
+    db.close()
+
+
+def test_a_study_is_due_once_none_of_its_series_received_anything_for_the_quiet_period(tmp_path):
+    store = Store(tmp_path)
+    store.add_instance("1.9", "1.9.1", "1.9.1.1", b"a")
+    store.add_instance("1.9", "1.9.2", "1.9.2.1", b"b")
+    store.add_instance("1.8", "1.8.1", "1.8.1.1", b"c")
+    store.skip_series("1.9", "1.9.3", "modality SR: only CT is segmented")  # a dose report
+    for uid in ("1.9.1", "1.9.2"):
+        _age(store, uid, 100)
+    assert store.claim_due(quiet_seconds=50) is None  # the dose report came in just now; 1.8 too
+    _age(store, "1.9.3", 100)
+    assert not store.skip_series("1.9", "1.9.3", "modality SR: only CT is segmented")  # its next instance
+    assert store.claim_due(quiet_seconds=50) is None
+    _age(store, "1.9.3", 100)
+    study = store.claim_due(quiet_seconds=50)
+    assert study.study_uid == "1.9" and [c.series_uid for c in study.claims] == ["1.9.1", "1.9.2"]
+    assert store.claim_due(quiet_seconds=50) is None and store.claim_due(quiet_seconds=0).study_uid == "1.8"
+    assert set(study.held) == {"1.9.1", "1.9.2"}  # the skipped report holds no file
+    assert store.pass_over(study.claims[1], "another series was chosen") == "skipped"
+    assert store.finish(study.claims[0], {"sc": sc_file(tmp_path / "sc.dcm")}) == "done"
+
+    store.add_instance("1.9", "1.9.2", "1.9.2.2", b"b2")  # the passed-over series grows: the study is due again
+    study = store.claim_due(quiet_seconds=0)
+    assert [(c.series_uid, c.generation, len(c.files)) for c in study.claims] == [("1.9.2", 1, 2)]
+    assert set(study.held) == {"1.9.1", "1.9.2"}  # the rules see the series done before too
+
+
+def test_a_workspace_from_before_keyed_hashes_keeps_working(tmp_path):
+    series = "1.2.826.0.1.3680043.8.498.1"
+    folder = tmp_path / "instances" / plain_uid_hash(series)  # as the first node named it
+    folder.mkdir(parents=True)
+    old_instance = folder / f"{plain_uid_hash(series + '.1')}.dcm"
+    old_instance.write_bytes(b"one")
+    old_result = sc_file(tmp_path / "results" / plain_uid_hash(series) / "1" / "sc.dcm")
+    with sqlite3.connect(tmp_path / "queue.sqlite") as db:
+        db.executescript(FIRST_SCHEMA)
+        db.execute("INSERT INTO series VALUES (?, 'done', 1, 0, 1, 1, NULL, 0)", (series,))
+        db.execute("INSERT INTO instances VALUES (?, ?, ?, 0)", (series + ".1", series, str(old_instance)))
+        db.execute("INSERT INTO results (series_uid, generation, kind, path, next_try, ready) "
+                   "VALUES (?, 1, 'sc', ?, 0, 0)", (series, str(old_result)))
+        db.execute("INSERT INTO errors (time, series, message) VALUES (0, ?, 'sending sc: no association')",
+                   (plain_uid_hash(series),))
+    db.close()
+
+    store = Store(tmp_path)
+    assert store.last_errors()[0][1] == store.hash_uid(series) != plain_uid_hash(series)
+    assert store.add_instance("1.2.9", series, series + ".2", b"two")  # the series goes on filling its folder
+    study = store.claim_due(quiet_seconds=0)
+    assert study.study_uid == series  # recorded before studies were: a study of its own
+    assert sorted(p.parent for p in study.claims[0].files) == [folder, folder]
+    (pending,) = store.due_results()
+    assert (pending.path, pending.sha256) == (old_result, None)  # no digest recorded then: sent as it is
+    assert read_result(pending).SOPClassUID == SecondaryCaptureImageStorage
+
+
+def sc_file(path: Path) -> Path:
+    """A small Secondary Capture, as a stand-in for a result file."""
+    sc = hd.sc.SCImage(
+        pixel_array=np.zeros((8, 8), np.uint8), photometric_interpretation="MONOCHROME2", bits_allocated=8,
+        coordinate_system="PATIENT", patient_orientation=("L", "P"), study_instance_uid=generate_uid(),
+        series_instance_uid=generate_uid(), series_number=1, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer="ichseg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sc.save_as(path, enforce_file_format=True)
+    return path
+
+
+def queue_results(store: Store, series_uid: str, results: dict[str, Path]) -> None:
+    """Record ``results`` as the finished results of a one-instance series."""
+    store.add_instance(None, series_uid, f"{series_uid}.1", b"")
+    store.finish(store.claim_due(quiet_seconds=0).claims[0], results)
+
+
+def sender_to(port: int, store: Store, timeouts: Timeouts | None = None) -> Sender:
+    log = EventLog(store.root / "log.jsonl", store.hash_uid, stream=None)
+    return Sender(NODE_AET, Peer("PACS", LOOPBACK, port), store, log, Retry(5, 60), timeouts or Timeouts())
+
+
+def logged(store: Store, name: str) -> list[dict]:
+    lines = (store.root / "log.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if record["event"] == name]
+
+
+@contextmanager
+def faulty_pacs(fault: str) -> Iterator[int]:
+    """The port of a PACS with ``fault``: dropped (SYNs), silent (after accepting), stuck (mid C-STORE)."""
+    if fault == "dropped":
+        with full_backlog() as port:
+            yield port
+    elif fault == "silent":
+        with SilentListener() as listener:
+            yield listener.port
+    else:
+        with RecordingSCP() as pacs:
+            pacs.hold.set()
+            yield pacs.port
+
+
+@pytest.mark.parametrize("fault, error", [
+    ("dropped", "no connection to PACS@127.0.0.1:{port} within the connect timeout (1 s)"),
+    ("silent", ("PACS@127.0.0.1:{port} accepted the connection but did not answer the association request "
+                "within the association timeout (1 s)")),
+    ("stuck", "no answer to the C-STORE within the DIMSE timeout (1 s)"),
+])
+def test_each_wait_on_a_faulty_pacs_ends_at_its_timeout_and_is_retried(tmp_path, fault, error):
+    store = Store(tmp_path)
+    queue_results(store, "1.2.3", {"sc": sc_file(tmp_path / "sc.dcm")})
+    with faulty_pacs(fault) as port:
+        started = time.monotonic()
+        assert sender_to(port, store, Timeouts(connect=1, association=1, dimse=1, network=1)).send_due() == 0
+        waited = time.monotonic() - started
+    failed = logged(store, "send_failed")
+    assert [(e["error"], e["attempts"], e["retry_in_s"]) for e in failed] == [(error.format(port=port), 1, 5)]
+    assert waited >= 1  # the timeout ended the wait, not an error
+    assert store.due_results() == [] and store.counts()["unsent"] == 1  # due again after its back-off
+
+
+def test_an_unreadable_result_is_reported_and_the_sender_goes_on(tmp_path):
+    store = Store(tmp_path / "state")
+    deleted, damaged, good = (sc_file(tmp_path / f"{name}.dcm") for name in ("deleted", "damaged", "good"))
+    queue_results(store, "1.2.3", {"seg": deleted, "sc": damaged, "sr": good})
+    deleted.unlink()
+    damaged.write_bytes(damaged.read_bytes()[:-20])  # truncated in the pixel data: still parses
+    later = sc_file(tmp_path / "later.dcm")
+    with RecordingSCP() as pacs:
+        sender = sender_to(pacs.port, store)
+        sender.start(poll_seconds=0.05)
+        try:
+            wait_until(lambda: len(pacs.received) == 1, "the readable result to arrive")
+            queue_results(store, "1.2.4", {"sc": later})
+            wait_until(lambda: len(pacs.received) == 2, "a later result to arrive")
+        finally:
+            assert sender.stop()
+    assert pacs.received == [pydicom.dcmread(path).SOPInstanceUID for path in (good, later)]
+    unsendable = {e["kind"]: e["error"] for e in logged(store, "result_unsendable")}
+    assert unsendable["seg"].startswith(f"{deleted}: unreadable (") and "No such file" in unsendable["seg"]
+    assert unsendable["sc"] == f"{damaged}: unreadable (the file changed since it was written (SHA-256 differs))"
+    counts = store.counts()
+    assert (counts["sent"], counts["unsent"], counts["unsendable"]) == (2, 0, 2)
+    status = format_status(queue_status(tmp_path / "state"))
+    assert f"unsendable sc of series {store.hash_uid('1.2.3')}: 1 attempt(s), last error: {damaged}: unreadable" in status
+    assert "results   sent 2  unsent 0  unsendable 2" in status
+
+
+def test_stopping_does_not_wait_for_a_silent_pacs_beyond_the_grace_period(tmp_path):
+    store = Store(tmp_path)
+    queue_results(store, "1.2.3", {"sc": sc_file(tmp_path / "sc.dcm")})
+    with SilentListener() as silent:
+        sender = sender_to(silent.port, store, Timeouts(association=5))
+        sender.start(poll_seconds=0.05)
+        wait_until(lambda: silent.connections, "the sender to connect")
+        started = time.monotonic()
+        assert sender.stop(grace=0.5) is False  # the round still waits on the silent PACS
+        stopping = time.monotonic() - started
+        assert sender.stop(grace=TIMEOUT_S)  # the association timeout ends the round, and the thread
+    assert stopping < 5  # the grace period, not the association timeout
+    assert [e["attempts"] for e in logged(store, "send_failed")] == [1] and not logged(store, "sender_error")
+    assert store.counts()["unsent"] == 1
+
+
+def test_enhanced_ct_is_stored_and_queued_not_answered_and_dropped(tmp_path):
+    _, files = ct_series(tmp_path / "series", seed=11)
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(f) for f in files], series_instance_uid=generate_uid(), series_number=2,
+        sop_instance_uid=generate_uid(), instance_number=1)
+    store = Store(tmp_path / "state")
+    log = EventLog(store.root / "log.jsonl", store.hash_uid, stream=None)
+    options = ServeOptions(model=tmp_path, ae_title=NODE_AET, port=free_port(), send_to=Peer("PACS", LOOPBACK, 104),
+                           state_dir=store.root, host=LOOPBACK)
+    server = StorageServer(options, store, log)
+    server.start()
+    try:
+        scu = AE(ae_title="PACS")
+        scu.add_requested_context(LegacyConvertedEnhancedCTImageStorage)
+        assoc = scu.associate(LOOPBACK, options.port, ae_title=NODE_AET)
+        assert assoc.is_established
+        status = assoc.send_c_store(enhanced)
+        assoc.release()
+    finally:
+        server.stop()
+    assert status.Status == 0x0000
+    (claim,) = store.claim_due(quiet_seconds=0).claims
+    assert claim.series_uid == enhanced.SeriesInstanceUID and len(claim.files) == 1
+    assert int(pydicom.dcmread(claim.files[0]).NumberOfFrames) == len(files)
+    assert [e["series"] for e in logged(store, "instance_received")] == [store.hash_uid(enhanced.SeriesInstanceUID)]
+    assert not logged(store, "series_skipped")
 
 
 def test_several_models_add_the_half_ratio_and_results_keep_only_filing_identifiers(tmp_path):
@@ -270,7 +529,7 @@ def test_several_models_add_the_half_ratio_and_results_keep_only_filing_identifi
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    return {"ichseg": free_port(), "ichseg-durable": free_port()}
+    return {"ichseg": free_port(), "ichseg-durable": free_port(), "ichseg-silent": free_port()}
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +582,7 @@ def test_ct_series_comes_back_as_seg_sc_and_sr_matching_ichseg_predict(node, ort
 
     log = node.log_file.read_text()
     assert series_uid not in log and study_uid not in log and "DOE" not in log
-    done = [e for e in node.events("case_done") if e["series"] == uid_hash(series_uid)]
+    done = [e for e in node.events("case_done") if e["series"] == node.key(series_uid)]
     assert len(done) == 1 and {"read_s", "segment_s", "results_s", "since_quiet_end_s"} <= set(done[0])
 
 
@@ -331,7 +590,7 @@ def test_ct_series_comes_back_as_seg_sc_and_sr_matching_ichseg_predict(node, ort
 def test_unchanged_resend_is_not_processed_again_but_a_new_instance_is(node, orthanc, tmp_path):
     _, files = ct_series(tmp_path / "series", seed=4)
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
-    key = uid_hash(first.SeriesInstanceUID)
+    key = node.key(first.SeriesInstanceUID)
     orthanc_series = orthanc.upload(files[:-1])
     orthanc.store_to("ichseg", orthanc_series)
     assert len(wait_for_results(orthanc, first.StudyInstanceUID)["seg"]) == 1
@@ -354,6 +613,62 @@ def test_unchanged_resend_is_not_processed_again_but_a_new_instance_is(node, ort
 
 
 @pytest.mark.slow
+def test_a_quiet_study_is_segmented_in_the_series_the_rules_choose_and_each_other_is_logged_skipped(
+        node, orthanc, tmp_path, capsys):
+    study_uid = generate_uid()
+    variants = {"soft": {}, "thin": {"SliceThickness": "1", "SeriesNumber": 2},
+                "bone": {"ConvolutionKernel": "BONE", "SeriesNumber": 3, "SeriesDescription": "Head bone"}}
+    uids, study_id = {}, None
+    for name, attributes in variants.items():
+        _, files = ct_series(tmp_path / name, seed=12, StudyInstanceUID=study_uid, **attributes)
+        uids[name] = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+        study_id = orthanc.request("GET", f"/series/{orthanc.upload(files)}")["ParentStudy"]
+    orthanc.store_to("ichseg", study_id)  # the whole study in one association
+    keys = {name: node.key(uid) for name, uid in uids.items()}
+
+    def logged(event: str, name: str) -> list[dict]:
+        return [e for e in node.events(event) if e["series"] == keys[name]]
+
+    results = wait_for_results(orthanc, study_uid)
+    wait_until(lambda: logged("series_skipped", "thin") and logged("series_skipped", "bone"), "the skips")
+    wait_until(lambda: "waiting 0" in node.status(capsys), "the study to be through")
+    (started,) = [e for e in node.events("study_started") if e["study"] == node.key(study_uid)]
+    assert (started["series"], started["waiting"]) == (3, 3)
+    assert logged("series_chosen", "soft")[0]["reason"].startswith("it fits the rules and its slice thickness")
+    assert logged("series_skipped", "thin")[0]["reason"].startswith("it fits the rules, but its slice thickness (1 mm)")
+    assert logged("series_skipped", "bone")[0]["reason"] == (
+        "a bone or lung reconstruction (kernel BONE, description 'Head bone'), not soft tissue")
+    assert [len(logged("case_started", name)) for name in variants] == [1, 0, 0]
+    assert results["seg"][0].ReferencedSeriesSequence[0].SeriesInstanceUID == uids["soft"]
+
+
+@pytest.mark.slow
+def test_with_all_series_every_eligible_series_of_the_study_is_segmented(tiny_model, tmp_path):
+    from ichseg.segmentation.segmenter import Segmenter
+    from ichseg.segmentation.settings import InferenceSettings
+
+    store = Store(tmp_path / "state")
+    study_uid = generate_uid()
+    uids = {}
+    for name, attributes in {"soft": {}, "thin": {"SliceThickness": "1"}, "bone": {"ConvolutionKernel": "BONE"}}.items():
+        _, files = ct_series(tmp_path / name, seed=13, StudyInstanceUID=study_uid, **attributes)
+        for path in files:
+            ds = pydicom.dcmread(path)
+            store.add_instance(study_uid, ds.SeriesInstanceUID, ds.SOPInstanceUID, path.read_bytes())
+        uids[name] = ds.SeriesInstanceUID
+    log = EventLog(store.root / "log.jsonl", store.hash_uid, stream=None)
+    segmenter = Segmenter.load(tiny_model, InferenceSettings(mirroring=False), device="cpu")
+    worker = Worker(segmenter, store, log, SeriesSelection(target_thickness_mm=9.5), all_series=True)
+    assert worker.process_due(quiet_seconds=0) and not worker.process_due(quiet_seconds=0)
+    done = {e["series"] for e in logged(store, "case_done")}
+    assert done == {store.hash_uid(uids["soft"]), store.hash_uid(uids["thin"])}
+    (skipped,) = logged(store, "series_skipped")
+    assert skipped["series"] == store.hash_uid(uids["bone"]) and "bone or lung reconstruction" in skipped["reason"]
+    counts = store.counts()
+    assert (counts["done"], counts["skipped"], counts["unsent"]) == (2, 1, 6)
+
+
+@pytest.mark.slow
 def test_unknown_calling_ae_is_refused_at_association(node, orthanc):
     stranger = AE(ae_title="STRANGER")
     stranger.add_requested_context(Verification)
@@ -373,11 +688,11 @@ def test_mr_series_is_skipped_with_its_reason_in_the_log_and_status(node, orthan
         ds.save_as(path, enforce_file_format=True)
     answer = orthanc.store_to("ichseg", orthanc.upload(files))
     assert answer["FailedInstancesCount"] == 0
-    key = uid_hash(str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID))
+    key = node.key(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
     skipped = wait_until(lambda: [e for e in node.events("series_skipped") if e["series"] == key], "the skip")
     assert len(skipped) == 1 and "modality MR" in skipped[0]["reason"]
     assert not (node.workspace / "serve" / "instances" / key).exists()
-    assert "skipped 1" in node.status(capsys)
+    assert f"skipped {len(node.events('series_skipped'))}" in node.status(capsys)  # each logged once
 
 
 @pytest.mark.slow
@@ -385,7 +700,7 @@ def test_series_failing_the_input_checks_is_logged_with_its_reason_and_the_node_
     _, files = ct_series(tmp_path / "gap", seed=7)
     series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
     orthanc.store_to("ichseg", orthanc.upload(files[:5] + files[6:]))  # slice 6 lost on the way
-    key = uid_hash(series_uid)
+    key = node.key(series_uid)
     failed = wait_until(lambda: [e for e in node.events("case_failed") if e["series"] == key], "the failure")
     assert "1 missing slice(s)" in failed[0]["reason"] and series_uid not in failed[0]["reason"]
     status = node.status(capsys)
@@ -413,7 +728,7 @@ def test_node_killed_mid_case_resumes_and_unsent_results_are_retried(tiny_model,
         failed = wait_until(lambda: durable.events("send_failed"), "a failed send")
         assert failed[0]["attempts"] == 1 and failed[0]["retry_in_s"] == 5.0
         status = durable.status(capsys)
-        assert "done 1" in status and "unsent 3" in status and "no association" in status
+        assert "done 1" in status and "unsent 3" in status and f"no connection to ORTHANC@{LOOPBACK}:{pacs_port}" in status
 
         with running_orthanc(tmp_path / "pacs", {}, dicom_port=pacs_port) as pacs:  # the PACS comes back
             results = wait_for_results(pacs, study_uid)
@@ -423,3 +738,45 @@ def test_node_killed_mid_case_resumes_and_unsent_results_are_retried(tiny_model,
         assert min(e["time"] for e in durable.events("result_sent")) > failed[0]["time"]  # sent on a retry
     finally:
         durable.stop()
+
+
+@pytest.mark.slow
+def test_a_silent_pacs_is_timed_out_while_the_next_series_is_segmented(tiny_model, orthanc, ports, tmp_path):
+    def events_of(name: str, series: str) -> list[dict]:
+        return [e for e in node.events(name) if e["series"] == node.key(series)]
+
+    _, first = ct_series(tmp_path / "first", seed=8)
+    _, second = ct_series(tmp_path / "second", seed=9)
+    (a, a_study), (b, b_study) = ((ds.SeriesInstanceUID, ds.StudyInstanceUID) for ds in
+                                  (pydicom.dcmread(files[0], stop_before_pixels=True) for files in (first, second)))
+    with SilentListener(accept=1) as silent:  # takes one connection and never answers; refuses the rest
+        node = Node(tiny_model, tmp_path / "ws", ports["ichseg-silent"], f"ORTHANC@{LOOPBACK}:{silent.port}",
+                    options=("--acse-timeout", str(SILENT_ACSE_S)))
+        node.start()
+        try:
+            orthanc.store_to("ichseg-silent", orthanc.upload(first))
+            wait_until(lambda: silent.connections, "the node to connect to the silent PACS")
+            orthanc.store_to("ichseg-silent", orthanc.upload(second))
+            (b_done,) = wait_until(lambda: events_of("case_done", b), "the second series to be segmented")
+            wait_until(lambda: events_of("send_failed", a), "the silent PACS to be timed out")
+            held = wait_until(lambda: silent.connections[0].closed and silent.connections[0], "the node to hang up")
+            with running_orthanc(tmp_path / "pacs", {}, dicom_port=silent.port) as pacs:  # a PACS that answers
+                results = {study: wait_for_results(pacs, study) for study in (a_study, b_study)}
+        finally:
+            node.stop()
+
+    # The second series was segmented while the first one's results waited on the silent PACS, ...
+    timed_out = [e for e in events_of("send_failed", a) if e["attempts"] == 1]
+    (a_done,) = events_of("case_done", a)
+    (b_started,) = events_of("case_started", b)
+    assert a_done["time"] < held.opened < b_started["time"] and b_done["time"] < timed_out[0]["time"]
+    assert b_done["time"] < held.closed and held.closed - held.opened >= SILENT_ACSE_S
+    # ... which was given up at the association timeout, and everything was sent once a PACS answered.
+    assert {e["kind"] for e in timed_out} == {"seg", "sc", "sr"}
+    assert {e["error"] for e in timed_out} == {
+        (f"ORTHANC@{LOOPBACK}:{silent.port} accepted the connection but did not answer the association request "
+         f"within the association timeout ({SILENT_ACSE_S:g} s)")}
+    assert all(len(datasets) == 1 for study in results.values() for datasets in study.values())
+    sent = node.events("result_sent")
+    assert len(sent) == 6 and min(e["time"] for e in sent) > timed_out[0]["time"]
+    assert node.events("node_stopped")[-1]["sender_stopped"] is True

@@ -15,11 +15,11 @@ from typing import Any
 from ichseg.batch.plan import plan_batch
 from ichseg.batch.runner import PredictionResult, run_batch
 from ichseg.ensemble.spec import EnsembleSpec
-from ichseg.io.inputs import scan_inputs
-from ichseg.model.folder import ModelFolder, parse_folds, resolve_model
+from ichseg.io.inputs import ReadOptions, scan_inputs
+from ichseg.io.series_selection import SeriesRules, SeriesSelection
+from ichseg.model.folder import ModelFolder, parse_folds, resolve_model, training_slice_thickness
 from ichseg.recipes import Recipe
 from ichseg.report.options import OutputOptions
-from ichseg.segmentation.segmenter import ReadOptions
 from ichseg.segmentation.settings import InferenceSettings, ensemble_spec
 from ichseg.training import LocalRunner, TrainingRequest, TrainingRunner, train_recipe
 from ichseg.workspace import WorkspaceLike
@@ -59,7 +59,8 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
             groups: Sequence[str] | None = None,
             folds: int | str | Sequence[int | str] | None = None, postprocess: bool = True,
             options: OutputOptions = OutputOptions(), device: str = "auto", mirroring: bool = True,
-            step_size: float = 0.5, series: str | None = None, progress: bool = True,
+            step_size: float = 0.5, series: str | None = None, all_series: bool = False,
+            series_rules: SeriesRules | str | Path | None = None, progress: bool = True,
             verbose: bool = False, resume: bool = False,
             accept_intensities: bool = False, ray: str | bool | None = None,
             ray_workers: int | None = None) -> PredictionResult:
@@ -74,6 +75,10 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     (:func:`ichseg.model.folder.parse_folds`; None: every trained model); ``resume`` skips the cases
     whose outputs are complete (same model and options only, see :mod:`ichseg.batch.manifest`);
     ``accept_intensities`` segments CTs that do not look like HU, with a warning;
+    a DICOM study's series is chosen by ``series_rules`` (a file, or ichseg's default rules) with
+    the model's training slice thickness deciding among the eligible (:mod:`ichseg.io.series_selection`),
+    unless ``series`` names a SeriesInstanceUID; ``all_series`` segments every eligible series of a
+    study as a case of its own; what the rules made of each series comes back in ``warnings``;
     ``verbose`` prints how each network tiles each case. ``ray`` runs the batch as a Ray Data
     pipeline with ``ray_workers`` model actors (default: one per GPU) and the same outputs
     (:mod:`ichseg.distributed.ray_prediction`).
@@ -88,15 +93,17 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
         from ichseg.distributed import require_ray
 
         require_ray()
-    scan = scan_inputs(inputs)
+    rules = SeriesRules.coerce(series_rules)
+    scan = scan_inputs(inputs, series=series, all_series=all_series, rules=rules)
     folder = resolve_model(model, dataset=dataset, recipe=recipe, workspace=workspace)
     settings = InferenceSettings(
         groups=tuple(groups) if groups else None,
         folds=None if folds is None else tuple(parse_folds(folds, folder.recipe)),
         ensemble=ensemble_spec(folder, ensemble, ensemble_params), mirroring=mirroring,
         step_size=step_size, postprocess=postprocess, verbose=verbose)
-    plan = plan_batch(scan, output_dir, folder, settings, ReadOptions(series, accept_intensities), options,
-                      resume=resume)
+    read = ReadOptions(SeriesSelection(rules, training_slice_thickness(settings.select(folder))),
+                       accept_intensities)
+    plan = plan_batch(scan, output_dir, folder, settings, read, options, resume=resume)
     if ray:
         from ichseg.distributed.ray_prediction import predict_on_ray
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ichseg.batch.manifest import Run, model_fingerprint, open_run, run_manifest
-from ichseg.io.inputs import InputScan
+from ichseg.io.inputs import InputScan, ReadOptions
 from ichseg.model.folder import ModelFolder, TrainedModel
 from ichseg.report.options import OutputOptions
-from ichseg.segmentation.segmenter import ReadOptions
 from ichseg.segmentation.settings import InferenceSettings
 
 
@@ -48,6 +47,7 @@ def plan_batch(scan: InputScan, output_dir: str | Path, folder: ModelFolder, set
     ensemble = settings.ensemble_for(folder)
     ensemble.check_models(len(models))
     manifest = run_manifest(model_fingerprint(folder, models, settings.postprocess), ensemble, options,
-                            {**settings.manifest(), "series": read.series})
+                            {**settings.manifest(), "series": scan.series, "all_series": scan.all_series,
+                             **read.manifest()})
     run = open_run(output_dir, manifest, resume=resume, overwrite=options.overwrite)
     return BatchPlan(scan, folder, models, settings, read, options, run)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 
@@ -13,13 +12,13 @@ class ReadAhead:
     case overlap the networks' work on this one. The first read starts at once: made before the
     networks load, it overlaps their loading too."""
 
-    def __init__(self, cases: Sequence[Path], read: Callable[[Path], Any]) -> None:
+    def __init__(self, cases: Sequence[Any], read: Callable[[Any], Any]) -> None:
         self.cases = list(cases)
         self._read = read
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="ichseg-read")
         self._pending = [self._reader.submit(read, path) for path in self.cases[:1]]
 
-    def __iter__(self) -> Iterator[tuple[Path, Future[Any]]]:
+    def __iter__(self) -> Iterator[tuple[Any, Future[Any]]]:
         """Each case with its reading; the next one's starts when this one is handed out."""
         try:
             for index, path in enumerate(self.cases):

@@ -20,13 +20,13 @@ from ichseg.batch.manifest import Run, open_run, run_manifest
 from ichseg.batch.plan import BatchPlan
 from ichseg.batch.read_ahead import ReadAhead
 from ichseg.errors import IchsegError
-from ichseg.io.ctimage import CTImage, case_name
-from ichseg.io.inputs import InputScan, scan_inputs
+from ichseg.io.ctimage import CTImage
+from ichseg.io.inputs import CaseInput, InputScan, ReadOptions, scan_inputs
 from ichseg.model.folder import ModelFolder, TrainedModel
 from ichseg.progress import make_progress
 from ichseg.report.options import OutputOptions
 from ichseg.segmentation.result import EnsembledCase
-from ichseg.segmentation.segmenter import ReadOptions, Segmenter, finish_case, read_case
+from ichseg.segmentation.segmenter import Segmenter, finish_case, read_case
 
 if TYPE_CHECKING:  # the report modules load in the writer thread, during the first case's networks
     from ichseg.postprocessing import Postprocessing, Rule
@@ -68,12 +68,14 @@ def run_batch(plan: BatchPlan, *, device: str = "auto", progress: bool = True) -
 def predict_folder(segmenter: Segmenter, inputs: str | os.PathLike | Sequence[Path] | InputScan,
                    output_dir: str | os.PathLike, options: OutputOptions = OutputOptions(),
                    read: ReadOptions = ReadOptions(), *, progress: bool = True) -> PredictionResult:
-    """Segment every case of ``inputs`` (a path for :func:`ichseg.io.inputs.scan_inputs`, or the
-    cases) with a loaded :class:`Segmenter` and write its files into ``output_dir``, which must
-    hold no results unless ``options.overwrite``; the files are those ``ichseg predict`` writes."""
+    """Segment every case of ``inputs`` (a path for :func:`ichseg.io.inputs.scan_inputs`, or its
+    result, or the paths of the cases) with a loaded :class:`Segmenter` and write its files into
+    ``output_dir``, which must hold no results unless ``options.overwrite``; the files are those
+    ``ichseg predict`` writes."""
     scan = inputs if isinstance(inputs, InputScan) else (
-        scan_inputs(inputs) if isinstance(inputs, (str, os.PathLike)) else InputScan(list(inputs)))
-    run = open_run(output_dir, run_manifest(None, segmenter.ensemble, options, {"series": read.series}),
+        scan_inputs(inputs) if isinstance(inputs, (str, os.PathLike))
+        else InputScan([CaseInput(Path(path)) for path in inputs]))
+    run = open_run(output_dir, run_manifest(None, segmenter.ensemble, options, read.manifest()),
                    overwrite=options.overwrite)
     return segment_batch(BatchModels(lambda: segmenter, segmenter.models.prepare), scan, run, options, read,
                          progress=progress)
@@ -90,27 +92,27 @@ def segment_batch(models: BatchModels, scan: InputScan, run: Run, options: Outpu
             make_progress(progress) as bar, ThreadPoolExecutor(1, thread_name_prefix="ichseg-write") as writer:
         segmenter = models.load()
         task = bar.add_task(f"Predicting with {len(segmenter.models)} model(s)", total=len(cases))
-        writing: list[tuple[Path, Future[CaseOutputs]]] = []
-        for path, reading_case in reading:
+        writing: list[tuple[CaseInput, Future[CaseOutputs]]] = []
+        for case, reading_case in reading:
             try:
                 warnings, loaded = reading_case.result()
                 ensembled = segmenter.ensemble_case(*loaded)
             except IchsegError as error:
-                result.failures.append((path.name, str(error)))
+                result.failures.append((case.name, str(error)))
                 bar.advance(task)
                 continue
             result.warnings.extend(warnings)
             run.start()
             written = writer.submit(write_case, ensembled, segmenter.rule, run.output_dir, options)
             written.add_done_callback(lambda _: bar.advance(task))
-            writing.append((path, written))
+            writing.append((case, written))
             if len(writing) > _WRITES_AHEAD:  # cases waiting to be written hold memory: keep them few
                 wait([writing[-_WRITES_AHEAD - 1][1]])
-        for path, written in writing:
+        for case, written in writing:
             try:
                 result.cases.append(written.result())
             except IchsegError as error:
-                result.failures.append((path.name, str(error)))
+                result.failures.append((case.name, str(error)))
     return end_batch(result, run)
 
 
@@ -122,13 +124,14 @@ def write_case(case: EnsembledCase, rule: Rule | Postprocessing | None, output_d
     return write_segmentation(finish_case(case, rule), output_dir, options)
 
 
-def start_batch(scan: InputScan, run: Run, options: OutputOptions) -> tuple[PredictionResult, list[Path], OutputOptions]:
+def start_batch(scan: InputScan, run: Run,
+                options: OutputOptions) -> tuple[PredictionResult, list[CaseInput], OutputOptions]:
     """A batch's result so far (the inputs' problems, the cases a resumed run found complete),
     the cases still to segment, and the output options to write them with."""
     if run.resumed:  # only unfinished cases are written: their leftovers may be replaced
         options = replace(options, overwrite=True)
     result = PredictionResult(run.output_dir, failures=list(scan.problems), skipped=_finished_outputs(run))
-    return result, [path for path in scan.cases if case_name(path) not in run.done], options
+    return result, [case for case in scan.cases if case.case_name not in run.done], options
 
 
 def end_batch(result: PredictionResult, run: Run) -> PredictionResult:

@@ -20,7 +20,7 @@ from ichseg.ensemble.rules import READINGS, STRATEGIES
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="segment NIfTI files or DICOM series", description=run.__doc__)
     parser.add_argument("-i", "--input", required=True, type=Path, help="a NIfTI file, a folder of them, "
-                        "a DICOM series folder or a folder of DICOM series folders")
+                        "a DICOM series or study folder (or DICOMDIR), or a folder of such folders")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--model", type=Path, help="trained model folder (WORKSPACE/models/DATASET/RECIPE)")
     parser.add_argument("--dataset", help="use the workspace's model of this data set instead of --model")
@@ -37,7 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-postprocess", action="store_true", help="skip the model folder's postprocessing rules")
     parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step (default 0.5)")
-    parser.add_argument("--series", help="DICOM SeriesInstanceUID to use when a folder holds several")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--series", metavar="UID",
+                       help="the DICOM SeriesInstanceUID to segment when a folder holds a study (instead of the "
+                            "series rules' choice)")
+    which.add_argument("--all-series", action="store_true",
+                       help="segment every series of a study that fits the series rules, each as its own case "
+                            "(FOLDER_s<SeriesNumber>)")
+    parser.add_argument("--series-rules", type=Path, metavar="FILE",
+                        help="JSON rules that choose a study's series, replacing ichseg's default (see the README)")
     parser.add_argument("--keep-identifiers", action="store_true",
                         help="include patient identifiers from DICOM headers in the outputs")
     parser.add_argument("--no-report", action="store_true", help="skip the PNG previews and HTML reports")
@@ -62,7 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write per case the mask (in the input's geometry), the vote map, JSON measures, a preview PNG,
     an HTML report and, for DICOM input, a DICOM-SEG; exit 2 if any case failed (nothing is written
-    when none succeeded)."""
+    when none succeeded). In a DICOM study, the series rules choose the series to segment (the soft-tissue
+    axial series whose slice thickness is closest to the model's); one line per series on stderr says
+    which was segmented and why each other was skipped."""
     import sys
 
     from ichseg.commands import predict
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                      workspace=args.workspace, ensemble=args.ensemble, ensemble_params=params,
                      groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,
                      options=options, device=args.device, mirroring=not args.no_mirroring,
-                     step_size=args.step_size, series=args.series, verbose=args.verbose,
+                     step_size=args.step_size, series=args.series, all_series=args.all_series,
+                     series_rules=args.series_rules, verbose=args.verbose,
                      resume=args.resume, accept_intensities=args.accept_intensities, ray=args.ray,
                      ray_workers=args.ray_workers)
     print_warnings(result.warnings)

@@ -31,10 +31,11 @@ from ichseg.batch.plan import BatchPlan
 from ichseg.batch.runner import PredictionResult, end_batch, start_batch, write_case
 from ichseg.distributed.cluster import RayAddress, cluster_cpus, cluster_gpus, connect
 from ichseg.errors import IchsegError
+from ichseg.io.inputs import CaseInput, ReadOptions
 from ichseg.model.folder import ModelFolder
 from ichseg.progress import make_progress
 from ichseg.report.options import OutputOptions
-from ichseg.segmentation.segmenter import ReadOptions, Segmenter, folder_rule, read_case
+from ichseg.segmentation.segmenter import Segmenter, folder_rule, read_case
 from ichseg.segmentation.settings import InferenceSettings
 
 #: CPUs per model actor on a cluster without GPUs, by default: torch's threads share them, and each
@@ -87,7 +88,7 @@ def predict_on_ray(plan: BatchPlan, *, address: RayAddress = None, device: str =
     return end_batch(result, run)
 
 
-def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[Path], settings: CaseSettings,
+def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[CaseInput], settings: CaseSettings,
               device: str, workers: int | None) -> Any:
     """The Ray Data pipeline: read on CPUs, the ensemble on the model actors, write on CPUs."""
     import ray.data
@@ -107,7 +108,7 @@ def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[Path], setti
         actor_resources = {"num_cpus": float(int(share)) if share >= 1 else share}
         task_cpus = 0.5
     in_flight = _CPU_TASKS_PER_ACTOR * actors
-    items = [{"index": index, "path": str(path)} for index, path in enumerate(cases)]
+    items = [{"index": index, "case": pickle.dumps(case)} for index, case in enumerate(cases)]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     cpu_stage = {"fn_kwargs": {"model": model, "settings": settings}, "num_cpus": task_cpus,
                  "compute": ray.data.TaskPoolStrategy(size=in_flight)}
@@ -117,7 +118,7 @@ def _pipeline(ray: ModuleType, model: ModelRequest, cases: Sequence[Path], setti
     return dataset.map(_write_stage, **cpu_stage)
 
 
-def _collect(rows: Iterable[dict[str, Any]], cases: Sequence[Path], result: PredictionResult,
+def _collect(rows: Iterable[dict[str, Any]], cases: Sequence[CaseInput], result: PredictionResult,
              progress: bool) -> None:
     """The pipeline's rows into ``result``, in the inputs' order."""
     finished = []
@@ -152,7 +153,7 @@ def _rule(model: ModelRequest) -> Any:
 def _read_stage(row: dict[str, Any], *, model: ModelRequest, settings: CaseSettings) -> dict[str, Any]:
     try:
         preparer = _preparer(model)
-        warnings, loaded = read_case(Path(row["path"]), prepare=preparer.prepare, read=settings.read)
+        warnings, loaded = read_case(pickle.loads(row["case"]), prepare=preparer.prepare, read=settings.read)
     except IchsegError as error:
         return _failed(row, error)
     return {**row, "warnings": json.dumps(warnings), "payload": pickle.dumps(loaded, protocol=5), "error": ""}
@@ -185,4 +186,4 @@ def _write_stage(row: dict[str, Any], *, model: ModelRequest, settings: CaseSett
 
 
 def _failed(row: dict[str, Any], error: IchsegError) -> dict[str, Any]:
-    return {"index": row["index"], "path": row["path"], "warnings": "[]", "payload": b"", "error": str(error)}
+    return {"index": row["index"], "case": row["case"], "warnings": "[]", "payload": b"", "error": str(error)}

@@ -48,7 +48,10 @@ class CTImage:
 
     @property
     def name(self) -> str:
-        """The case name: the file name without its image extension, or the folder name."""
+        """The case name: ``metadata["case_name"]`` when the reader set one (one of a study's
+        several series), else the file name without its image extension, or the folder name."""
+        if "case_name" in self.metadata:
+            return str(self.metadata["case_name"])
         if self.source is None:
             return "case"
         return case_name(self.source)

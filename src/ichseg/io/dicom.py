@@ -1,5 +1,8 @@
 """DICOM CT series: list the series in a folder, load one in Hounsfield units, write one.
 
+A folder (or a DICOMDIR) may hold a whole study; the series to read is then chosen by the series
+selection rules (:mod:`ichseg.io.series_selection`), or named by its SeriesInstanceUID.
+
 pydicom reads the headers and ichseg checks the geometry itself before any voxel is used, because
 SimpleITK stacks a series with a missing slice at an averaged spacing, silently drops files it
 cannot decode and reads a gantry-tilted series without its shear (DESIGN §9). A series is refused,
@@ -31,6 +34,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from ichseg.atomic import atomic_dir
 from ichseg.errors import InputError, first_line
 from ichseg.io.ctimage import CTImage
+from ichseg.io.image import is_dicomdir
+from ichseg.io.series_selection import SeriesChoice, SeriesSelection, choose_series
 
 #: Header attributes that identify a patient, a visit or the people and places involved. They go
 #: to ``metadata["identifiers"]`` and reach an output only when the user asks for them.
@@ -64,25 +69,43 @@ _SPACING_TOLERANCE_MM = 1e-3
 
 @dataclass(frozen=True)
 class SeriesInfo:
-    """One series found in a folder, as its headers describe it."""
+    """One series found in a folder, as its first file's headers describe it (what the series
+    selection rules test, :mod:`ichseg.io.series_selection`)."""
 
     uid: str
     number: int | None
     description: str
     modality: str
-    orientation: str
-    is_localizer: bool
     files: tuple[Path, ...]
+    study_uid: str = ""
+    sop_class: str = ""
+    image_type: tuple[str, ...] = ()
+    kernel: tuple[str, ...] = ()
+    kernel_group: str = ""
+    manufacturer: str = ""
+    thickness_mm: float | None = None
+    n_slices: int = 0
+    normal: tuple[float, float, float] | None = None
+    """The slice normal (row × column direction cosines) in patient coordinates."""
 
     @property
     def n_files(self) -> int:
         return len(self.files)
 
     @property
-    def is_axial_ct(self) -> bool:
-        """A CT volume of axial slices: the kind of series ichseg segments."""
-        return (self.modality == "CT" and self.orientation == "axial" and self.n_files > 1
-                and not self.is_localizer)
+    def orientation(self) -> str:
+        """The plane the slices lie in nearest: axial, coronal, sagittal (or unknown)."""
+        if self.normal is None:
+            return "unknown"
+        return _PLANES[int(np.argmax(np.abs(self.normal)))]
+
+    def label(self) -> str:
+        """The series as a radiographer finds it in a viewer: number, description, thickness,
+        image count, and its UID (for ``--series``)."""
+        number = f"#{self.number} " if self.number is not None else ""
+        thickness = f"{self.thickness_mm:g} mm, " if self.thickness_mm is not None else ""
+        images = f"{self.n_slices} image{'s' if self.n_slices != 1 else ''}"
+        return f"series {number}'{self.description}' ({thickness}{images}, {self.uid})"
 
     def describe(self) -> str:
         """One line for listings and error messages."""
@@ -94,8 +117,10 @@ class SeriesInfo:
 def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
     """The DICOM series in ``folder`` and its subfolders, ordered by series number.
 
-    Files that are not DICOM (no ``DICM`` marker) are ignored unless their name says DICOM;
-    a DICOM file whose header cannot be parsed is an error, since it may be a lost slice.
+    ``folder`` may also be a DICOMDIR file, or hold one: then the files it lists are the study
+    (a missing one is an error). Otherwise files that are not DICOM (no ``DICM`` marker) are
+    ignored unless their name says DICOM; a DICOM file whose header cannot be parsed is an error,
+    since it may be a lost slice.
     """
     folder = Path(folder)
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
@@ -107,22 +132,72 @@ def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
     return sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid))
 
 
-def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> CTImage:
-    """Read one CT series of ``folder`` as HU (stored × RescaleSlope + RescaleIntercept).
+def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None, *,
+                      selection: SeriesSelection | None = None) -> CTImage:
+    """Read one CT series of ``folder`` (or of a DICOMDIR) as HU (stored × RescaleSlope +
+    RescaleIntercept).
 
-    Without ``series_uid`` the folder must hold a single series or a single axial CT series;
-    otherwise the error lists the series so that the user can pick one (``--series``).
+    ``series_uid`` picks the series; without it, a folder holding one series gives that one, and
+    a study is decided by ``selection``'s rules (default: ichseg's, thickness not deciding).
+    What the rules made of each series is kept, one line per series, in
+    ``metadata["series_selection"]``. No eligible series: an error that gives every series' reason.
     """
     folder = Path(folder)
-    chosen = _choose_series(folder, list_series(folder), series_uid)
-    return _load_series(folder, chosen)
+    chosen, choice = choose_in_folder(folder, list_series(folder), series_uid, selection)
+    image = _load_series(folder.parent if is_dicomdir(folder) else folder, chosen[0])
+    if choice is not None:
+        image.metadata["series_selection"] = choice.lines()
+    return image
+
+
+def choose_in_folder(folder: Path, series: list[SeriesInfo], series_uid: str | None = None,
+                     selection: SeriesSelection | None = None,
+                     all_series: bool = False) -> tuple[list[SeriesInfo], SeriesChoice | None]:
+    """The series of ``folder`` to read (see :func:`load_dicom_series`; every eligible one with
+    ``all_series``), and the rules' verdicts when they decided."""
+    if series_uid is not None:
+        for candidate in series:
+            if candidate.uid == series_uid:
+                return [candidate], None
+        listing = "; ".join(s.describe() for s in series)
+        raise InputError(f"{folder}: no series {series_uid} (found: {listing})")
+    if len(series) == 1:
+        return series, None
+    selection = selection or SeriesSelection()
+    choice = choose_series(series, selection.rules, selection.target_thickness_mm, all_series)
+    if not choice.chosen:
+        reasons = "; ".join(f"{v.series.label()}: {v.reason}" for v in choice.verdicts)
+        raise InputError(f"{folder}: none of its {len(series)} series fits the series rules "
+                         f"({selection.rules.source}): {reasons}; choose one with --series UID")
+    by_uid = {s.uid: s for s in series}
+    return [by_uid[uid] for uid in choice.chosen], choice
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    """The files of a DICOMDIR (``folder`` is one, or holds one), else every file below."""
+    dicomdir = folder if is_dicomdir(folder) else folder / "DICOMDIR"
+    if not dicomdir.is_file():
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder")
+        return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    try:
+        records = pydicom.dcmread(dicomdir).get("DirectoryRecordSequence") or []
+    except Exception as exc:  # pydicom raises many types for a damaged DICOMDIR
+        raise InputError(f"{dicomdir}: unreadable DICOMDIR ({first_line(exc)})") from None
+    files = []
+    for record in records:  # file IDs are path components relative to the DICOMDIR's folder
+        file_id = record.get("ReferencedFileID")
+        if file_id:
+            path = dicomdir.parent.joinpath(*([file_id] if isinstance(file_id, str) else file_id))
+            if not path.is_file():
+                raise InputError(f"{dicomdir}: lists {path}, which does not exist")
+            files.append(path)
+    return list(dict.fromkeys(files))
 
 
 def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
     headers = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    for path in _dicom_files(folder):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except InvalidDicomError:
@@ -143,39 +218,52 @@ def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
 def _series_info(uid: str, members: list[tuple[Path, Dataset]]) -> SeriesInfo:
     header = members[0][1]
     number = header.get("SeriesNumber")
-    image_type = [str(v).upper() for v in (header.get("ImageType") or [])]
+    thickness = _find(header, "SliceThickness")
     return SeriesInfo(
         uid=uid,
         number=int(number) if number not in (None, "") else None,
         description=str(header.get("SeriesDescription", "") or ""),
         modality=str(header.get("Modality", "") or ""),
-        orientation=_plane(header.get("ImageOrientationPatient")),
-        is_localizer="LOCALIZER" in image_type,
         files=tuple(path for path, _ in members),
+        study_uid=str(header.get("StudyInstanceUID", "") or ""),
+        sop_class=str(header.get("SOPClassUID", "") or ""),
+        image_type=_strings(header.get("ImageType")),
+        kernel=_strings(_find(header, "ConvolutionKernel")),
+        kernel_group=str(_find(header, "ConvolutionKernelGroup") or ""),
+        manufacturer=str(header.get("Manufacturer", "") or ""),
+        thickness_mm=float(thickness) if thickness not in (None, "") else None,
+        n_slices=sum(int(h.get("NumberOfFrames", 1) or 1) for _, h in members),
+        normal=_normal(_find(header, "ImageOrientationPatient")),
     )
 
 
-def _plane(orientation: Sequence[float] | None) -> str:
+def _find(header: Dataset, keyword: str) -> Any:
+    """An attribute of the dataset, or of its first frame's functional groups (enhanced CT keeps
+    orientation, thickness and kernel there: shared, else per frame)."""
+    if keyword in header:
+        return header.get(keyword)
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for macro in (header.get(groups) or [Dataset()])[0]:
+            if macro.VR == "SQ" and macro.value and keyword in macro.value[0]:
+                return macro.value[0].get(keyword)
+    return None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value in (None, ""):
+        return ()
+    values = value if isinstance(value, (MultiValue, list, tuple)) else [value]
+    return tuple(str(v).strip() for v in values if v is not None)
+
+
+def _normal(orientation: Sequence[float] | None) -> tuple[float, float, float] | None:
     if orientation is None or len(orientation) != 6:
-        return "unknown"
+        return None
     normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
-    return _PLANES[int(np.argmax(np.abs(normal)))]
-
-
-def _choose_series(folder: Path, series: list[SeriesInfo], series_uid: str | None) -> SeriesInfo:
-    listing = "; ".join(s.describe() for s in series)
-    if series_uid is not None:
-        for candidate in series:
-            if candidate.uid == series_uid:
-                return candidate
-        raise InputError(f"{folder}: no series {series_uid} (found: {listing})")
-    if len(series) == 1:
-        return series[0]
-    axial_ct = [s for s in series if s.is_axial_ct]
-    if len(axial_ct) == 1:
-        return axial_ct[0]
-    raise InputError(f"{folder}: {len(series)} series, {len(axial_ct)} of them axial CT "
-                     f"(found: {listing}); choose one with --series UID")
+    length = float(np.linalg.norm(normal))
+    if not np.isfinite(length) or length == 0:
+        return None
+    return tuple(float(v) for v in normal / length)  # type: ignore[return-value]
 
 
 def _load_series(folder: Path, info: SeriesInfo) -> CTImage:

@@ -21,18 +21,23 @@ from ichseg.io.ctimage import (
 from ichseg.io.nifti import is_image_file, read_image_file, save_image, save_mask
 
 __all__ = ["CANONICAL_ORIENTATION", "IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "CTImage", "case_name",
-           "is_image_file", "load_image", "save_image", "save_mask"]
+           "is_dicomdir", "is_image_file", "load_image", "save_image", "save_mask"]
+
+
+def is_dicomdir(path: Path) -> bool:
+    """A DICOMDIR file: the index of a DICOM medium (CD, DVD, USB stick), read as its study."""
+    return path.name.upper() == "DICOMDIR" and path.is_file()
 
 
 def load_image(path: str | os.PathLike) -> CTImage:
     """Read a 3D image file, checking it is readable, 3D, scalar and has a valid spacing.
 
-    A folder is read as a DICOM series (see :mod:`ichseg.io.dicom`).
+    A folder or a DICOMDIR is read as a DICOM series (see :mod:`ichseg.io.dicom`).
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
+    if path.is_dir() or is_dicomdir(path):
         from ichseg.io.dicom import load_dicom_series
 
         return load_dicom_series(path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -188,3 +189,20 @@ def resolve_model(model: str | Path | None = None, *, dataset: str | None = None
     if dataset is None:
         raise ModelError("give a model folder (--model DIR) or a data set (--dataset NAME) whose model to use")
     return ModelFolder.open(Workspace.coerce(workspace).model_dir(dataset, recipe or "nnunet"))
+
+
+def training_slice_thickness(models: Sequence[TrainedModel]) -> float | None:
+    """The slice spacing (mm) the models were trained at, from their nnU-Net plans: a 3D
+    configuration's target spacing along the slices, a 2D one's data set median; the median over
+    ``models``. None when the plans give none. Read without nnU-Net or torch."""
+    spacings = []
+    for trained in models:
+        plans = json.loads((trained.nnunet_folder / "plans.json").read_text())  # checked by select()
+        configuration = plans.get("configurations", {}).get(trained.configuration, {})
+        spacing = configuration.get("spacing") or []
+        if len(spacing) != 3:
+            spacing = plans.get("original_median_spacing_after_transp") or []
+        backward = plans.get("transpose_backward") or [0, 1, 2]
+        if len(spacing) == 3:  # plans list spacings in nnU-Net's transposed axis order
+            spacings.append(float(spacing[backward[0]]))
+    return float(statistics.median(spacings)) if spacings else None

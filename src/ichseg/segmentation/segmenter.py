@@ -17,7 +17,7 @@ travel between processes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +27,8 @@ from ichseg.ensemble.info import EnsembleInfo
 from ichseg.ensemble.spec import EnsembleSpec
 from ichseg.errors import InputError
 from ichseg.io.hu_checks import check_intensities
-from ichseg.io.image import CTImage, load_image
+from ichseg.io.image import CTImage
+from ichseg.io.inputs import CaseInput, ReadOptions
 from ichseg.model.folder import ModelFolder
 from ichseg.segmentation.result import EnsembledCase, Segmentation
 from ichseg.segmentation.settings import InferenceSettings
@@ -86,8 +87,9 @@ class Segmenter:
                 accept_intensities: bool = False) -> Segmentation:
         """Segment one CT in memory.
 
-        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file or DICOM
-        series folder; ``series`` picks a SeriesInstanceUID), or a bare array of Hounsfield units.
+        ``image`` is a :class:`CTImage` (it carries its geometry), a path (NIfTI file, DICOM series
+        or study folder, DICOMDIR; ``series`` picks a SeriesInstanceUID, else ichseg's default series
+        rules choose, thickness not deciding), or a bare array of Hounsfield units.
         A bare array is indexed (z, y, x) — slices first, then rows, then columns — with
         ``spacing`` (z, y, x) in mm, and is taken to lie in the canonical LPS orientation with an
         identity direction: x runs to the patient's left, y to posterior, z to superior. The
@@ -115,21 +117,13 @@ class Segmenter:
                              _numpy(accumulator.votes).astype(np.uint8), info)
 
 
-@dataclass(frozen=True)
-class ReadOptions:
-    """How each input of a batch is read: which DICOM series of a folder (a SeriesInstanceUID),
-    and whether CTs that do not look like Hounsfield units are segmented (with a warning)."""
-
-    series: str | None = None
-    accept_intensities: bool = False
-
-
-def read_case(path: Path, *, prepare: Callable[[CTImage], Any],
+def read_case(case: CaseInput, *, prepare: Callable[[CTImage], Any],
               read: ReadOptions = ReadOptions()) -> tuple[list[str], tuple[CTImage, CTImage, Any]]:
-    """Intensity warnings, and the input as loaded, the same in the canonical orientation, and
-    that preprocessed by ``prepare`` (a model set's, or its networks-free ``CasePreparer``'s)."""
-    image = as_image(path, None, read.series)
-    warnings = check_intensities(image, accept=read.accept_intensities)
+    """Lines for the user (the series chosen in a study and why, intensity warnings), and the
+    input as loaded, the same in the canonical orientation, and that preprocessed by ``prepare``
+    (a model set's, or its networks-free ``CasePreparer``'s)."""
+    image, notes = case.load(read)
+    warnings = notes + check_intensities(image, accept=read.accept_intensities)
     canonical = image.reoriented()
     return warnings, (image, canonical, prepare(canonical))
 
@@ -170,12 +164,7 @@ def as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float] 
     if isinstance(image, CTImage):
         return image
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if series is None or path.is_file():
-            return load_image(path)
-        from ichseg.io.dicom import load_dicom_series
-
-        return load_dicom_series(path, series)
+        return CaseInput(Path(image), series).load()[0]
     array = np.asarray(image)
     if array.ndim != 3:
         raise InputError(f"a CT array must be 3D (z, y, x), got shape {array.shape}")

@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ichseg.errors import InputError
 
+if TYPE_CHECKING:  # the rules module loads numpy; the command line reads this module at start
+    from ichseg.io.series_selection import SeriesRules
+
 #: An application entity title: 1-16 printable ASCII characters, no backslash, not all spaces.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
-#: Default quiet period: a series that receives nothing for this long is complete.
+#: Default quiet period: a study none of whose series receives anything for this long is complete.
 DEFAULT_QUIET_SECONDS = 30.0
 
 
@@ -74,6 +78,27 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long the node waits on the PACS results go to, in seconds, before it gives up an attempt.
+
+    ``connect``: the TCP connection (a PACS behind a firewall that drops packets); ``association``
+    (ACSE): the answer to an association request (a PACS that accepts the connection and says
+    nothing); ``dimse``: the answer to each C-STORE; ``network``: any read or write on an open
+    connection making no progress (a PACS that stops reading midway).
+    """
+
+    connect: float = 10.0
+    association: float = 30.0
+    dimse: float = 60.0
+    network: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise InputError(f"the {name} timeout must be a positive number of seconds, got {value}")
+
+
+@dataclass(frozen=True)
 class ServeOptions:
     """Everything ``ichseg serve`` needs; see :func:`ichseg.serve.node.serve`."""
 
@@ -89,6 +114,11 @@ class ServeOptions:
     mirroring: bool = True
     host: str = "0.0.0.0"
     retry: Retry = field(default_factory=Retry)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    #: The rules that choose a study's series (:mod:`ichseg.io.series_selection`; None: ichseg's
+    #: default), and whether to segment every eligible series instead of the best one.
+    series_rules: SeriesRules | None = None
+    all_series: bool = False
     #: How often the node looks for finished series and results to send, in seconds.
     poll_seconds: float = 0.5
 

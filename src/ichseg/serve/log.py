@@ -1,18 +1,19 @@
 """The node's log: one JSON object per line, on stderr and in the workspace, without identifiers.
 
 A hospital's logs are read by people who may not see patient data, so every UID is replaced by a
-short keyed hash (the same UID always gives the same hash, so a case can be followed through the
-log) unless the node runs with ``--keep-identifiers``. Names, dates and IDs are never logged.
+short keyed hash (:mod:`ichseg.serve.identifiers`: the same UID always gives the same hash within
+a workspace, so a case can be followed through the log) unless the node runs with
+``--keep-identifiers``. Names, dates and IDs are never logged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,28 +23,28 @@ UID_FIELDS = ("series", "study", "sop")
 _UID_IN_TEXT = re.compile(r"(?<![\d.])[0-9]+(?:\.[0-9]+){4,}(?![\d.])")
 
 
-def uid_hash(uid: str) -> str:
-    """A 16-hex-digit digest of a UID: stable, and not the UID."""
-    return hashlib.sha256(uid.encode()).hexdigest()[:16]
-
-
 class EventLog:
-    """Appends events to ``path`` and echoes them on ``stream``; safe to call from any thread."""
+    """Appends events to ``path`` and echoes them on ``stream``; safe to call from any thread.
 
-    def __init__(self, path: Path, keep_identifiers: bool = False, stream: TextIO | None = sys.stderr) -> None:
+    ``hash_uid`` names a UID in the log (the workspace's :class:`~ichseg.serve.identifiers.UidHasher`).
+    """
+
+    def __init__(self, path: Path, hash_uid: Callable[[str], str], keep_identifiers: bool = False,
+                 stream: TextIO | None = sys.stderr) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.hash_uid = hash_uid
         self.keep_identifiers = keep_identifiers
         self._stream = stream
         self._lock = threading.Lock()
 
     def key(self, uid: str) -> str:
         """How a UID appears in the log."""
-        return uid if self.keep_identifiers else uid_hash(uid)
+        return uid if self.keep_identifiers else self.hash_uid(uid)
 
     def redact(self, text: str) -> str:
         """``text`` with every UID in it replaced by its hash (unchanged with keep_identifiers)."""
-        return text if self.keep_identifiers else _UID_IN_TEXT.sub(lambda m: uid_hash(m.group()), text)
+        return text if self.keep_identifiers else _UID_IN_TEXT.sub(lambda m: self.hash_uid(m.group()), text)
 
     def event(self, name: str, **fields: Any) -> dict[str, Any]:
         """Log event ``name`` with ``fields`` (UID fields hashed, UIDs in texts too); return the record."""

@@ -1,13 +1,16 @@
 """``serve``: the DICOM node's main loop, tying the SCP, the queue, the worker and the sender.
 
-The model folder is loaded once, before the port opens. The SCP receives in its own threads;
-the main thread alternates between segmenting the next series whose quiet period is over and
-sending due results, and sleeps briefly when there is nothing to do. SIGTERM and SIGINT end the
-loop between two steps; a harder stop (kill -9) loses nothing that the store had recorded.
+The model folder is loaded once, before the port opens. The SCP receives in its own threads and
+the sender sends in its own; the main thread takes the next study whose quiet period is over,
+segments the series the series rules choose in it (with the models' training slice thickness
+deciding among the eligible), and sleeps briefly when there is nothing to do. SIGTERM and SIGINT
+end the loop between two studies; a harder stop (kill -9) loses nothing that the store had
+recorded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from collections.abc import Iterator
@@ -15,40 +18,46 @@ from contextlib import contextmanager
 
 from ichseg.serve.config import ServeOptions
 from ichseg.serve.log import EventLog
-from ichseg.serve.scp import StorageServer
-from ichseg.serve.sender import Sender
 from ichseg.serve.store import Store
-from ichseg.serve.worker import Worker
 
 
 def serve(options: ServeOptions, stop: threading.Event | None = None) -> None:
     """Run the node until ``stop`` is set or the process receives SIGTERM / SIGINT."""
-    from ichseg.model.folder import ModelFolder
+    # numpy, pynetdicom, highdicom and the models load when a node runs, not with the command line
+    from ichseg.io.series_selection import SeriesRules, SeriesSelection
+    from ichseg.model.folder import ModelFolder, training_slice_thickness
     from ichseg.segmentation.segmenter import Segmenter
     from ichseg.segmentation.settings import InferenceSettings
+    from ichseg.serve.scp import StorageServer
+    from ichseg.serve.sender import Sender
+    from ichseg.serve.worker import Worker
 
-    ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
+    folder = ModelFolder.open(options.model)  # a wrong folder is one line on stderr, before anything starts
+    rules = SeriesRules.coerce(options.series_rules)
+    selection = SeriesSelection(rules, training_slice_thickness(folder.select()))
     stop = stop or threading.Event()
     store = Store(options.state_dir)
-    log = EventLog(options.state_dir / "log.jsonl", options.keep_identifiers)
+    log = EventLog(options.state_dir / "log.jsonl", store.hash_uid, options.keep_identifiers)
     log.event("node_starting", recovered=store.recover(), quiet_s=options.quiet_seconds,
-              send_to=str(options.send_to))
+              send_to=str(options.send_to), timeouts_s=dataclasses.asdict(options.timeouts),
+              series_rules=rules.source, all_series=options.all_series,
+              target_thickness_mm=selection.target_thickness_mm)
     segmenter = Segmenter.load(options.model, InferenceSettings(mirroring=options.mirroring), device=options.device)
     log.event("model_loaded", n_models=len(segmenter.models))
-    worker = Worker(segmenter, store, log)
-    sender = Sender(options.ae_title, options.send_to, store, log, options.retry)
+    worker = Worker(segmenter, store, log, selection, options.all_series)
+    sender = Sender(options.ae_title, options.send_to, store, log, options.retry, options.timeouts)
     server = StorageServer(options, store, log)
-    server.start()
     try:
+        server.start()
+        sender.start(options.poll_seconds)
         with _stop_on_signals(stop):
             while not stop.is_set():
-                worked = worker.process_due(options.quiet_seconds)
-                sender.send_due()
-                if not worked:
+                if not worker.process_due(options.quiet_seconds):
                     stop.wait(options.poll_seconds)
     finally:
         server.stop()
-        log.event("node_stopped", **store.counts())
+        sender_stopped = sender.stop()
+        log.event("node_stopped", sender_stopped=sender_stopped, **store.counts())
         store.close()
 
 

@@ -1,4 +1,4 @@
-"""The node's ear: a pynetdicom Storage SCP that keeps CT slices and turns away the rest.
+"""The node's ear: a pynetdicom Storage SCP that keeps CT images and turns away the rest.
 
 Only the calling AE titles the node was given are accepted; pynetdicom rejects any other at
 association, before a byte of image data is sent. Every storage SOP class is negotiated, so that
@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, CTImageStorage
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+)
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
@@ -24,6 +29,8 @@ SUCCESS = 0x0000
 #: C-STORE failure statuses: out of resources, and cannot understand.
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
+#: The CT storage classes kept: single-frame slices, and a whole series in one multi-frame file.
+CT_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
 
 
 def screen(ds: Dataset) -> str | None:
@@ -32,8 +39,8 @@ def screen(ds: Dataset) -> str | None:
     if modality != "CT":
         return f"modality {modality}: only CT is segmented"
     sop_class = UID(str(ds.get("SOPClassUID", "")))
-    if sop_class != CTImageStorage:
-        return f"{sop_class.name or 'no SOP class'}: only single-frame CT Image Storage is segmented"
+    if sop_class not in CT_CLASSES:
+        return f"{sop_class.name or 'no SOP class'}: only CT Image Storage and (Legacy Converted) Enhanced CT are segmented"
     if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]:
         return "localizer (scout) images"
     return None
@@ -75,16 +82,17 @@ class StorageServer:
         try:
             ds = event.dataset
             series_uid, sop_uid = str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
-        except Exception as error:  # a dataset pydicom cannot parse must not stop the node
+            study_uid = str(ds.get("StudyInstanceUID", "") or "") or None
+        except Exception as error:  # noqa: BLE001 - a dataset pydicom cannot parse must not stop the node
             self.log.event("instance_refused", reason=f"unreadable dataset: {error}")
             return CANNOT_UNDERSTAND
         reason = screen(ds)
         if reason is not None:
-            if self.store.skip_series(series_uid, reason):
-                self.log.event("series_skipped", series=series_uid, reason=reason)
+            if self.store.skip_series(study_uid, series_uid, reason):
+                self.log.event("series_skipped", series=series_uid, study=study_uid, reason=reason)
             return SUCCESS
         try:
-            if self.store.add_instance(series_uid, sop_uid, event.encoded_dataset()):
+            if self.store.add_instance(study_uid, series_uid, sop_uid, event.encoded_dataset()):
                 self.log.event("instance_received", series=series_uid, sop=sop_uid)
         except OSError as error:
             self.log.event("instance_not_stored", series=series_uid, sop=sop_uid, reason=str(error))

@@ -24,12 +24,12 @@ def queue_status(state_dir: Path, n_errors: int = 5) -> dict[str, Any]:
 def format_status(status: dict[str, Any]) -> str:
     """The status as a few lines for a terminal."""
     c = status["counts"]
-    lines = [f"series    received {c['received']}  waiting {c['waiting'] + c['processing']}  "
-             f"done {c['done']}  failed {c['failed']}  skipped {c['skipped']}",
+    lines = [(f"series    received {c['received']}  waiting {c['waiting'] + c['processing']}  "
+              f"done {c['done']}  failed {c['failed']}  skipped {c['skipped']}"),
              f"instances {c['instances']}",
-             f"results   sent {c['sent']}  unsent {c['unsent']}"]
-    for series, kind, attempts, error in status["unsent"]:
-        lines.append(f"  unsent {kind} of series {series}: {attempts} attempt(s)"
+             f"results   sent {c['sent']}  unsent {c['unsent']}  unsendable {c['unsendable']}"]
+    for series, kind, attempts, error, given_up in status["unsent"]:
+        lines.append(f"  {'unsendable' if given_up else 'unsent'} {kind} of series {series}: {attempts} attempt(s)"
                      + (f", last error: {error}" if error else ""))
     if status["errors"]:
         lines.append("last errors:")
