@@ -98,13 +98,23 @@ def test_empty_mask_still_gives_a_readable_segmentation(loaded, tmp_path):
     assert pixels.shape[:3] == loaded.shape and not pixels.any()
 
 
-def test_refuses_non_dicom_reoriented_or_existing(loaded, tmp_path):
+def test_a_reoriented_mask_gives_the_same_frames(loaded, tmp_path):
+    mask = slice_coded_mask(loaded.shape)
+    turned = loaded.reoriented("RAS")
+    assert turned.orientation != loaded.orientation
+    uids = loaded.metadata["dicom"]["SOPInstanceUIDs"]
+    frames = [hd.seg.segread(write_dicom_seg(m, image, tmp_path / f"{name}.dcm"))
+              .get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1])
+              for name, image, m in (("loaded", loaded, mask),
+                                     ("turned", turned, loaded.with_array(mask).reoriented("RAS").array))]
+    assert np.array_equal(frames[0], frames[1])
+    assert np.array_equal(frames[0][..., 0], mask)
+
+
+def test_refuses_non_dicom_or_existing(loaded, tmp_path):
     mask = slice_coded_mask(loaded.shape)
     with pytest.raises(InputError, match="needs a DICOM input series"):
         write_dicom_seg(mask, phantom(), tmp_path / "a.dcm")
-    turned = loaded.reoriented("RAS")
-    with pytest.raises(ValueError, match="not reoriented"):
-        write_dicom_seg(turned.array > 40, turned, tmp_path / "b.dcm")
     write_dicom_seg(mask, loaded, tmp_path / "c.dcm")
     with pytest.raises(OutputExistsError):
         write_dicom_seg(mask, loaded, tmp_path / "c.dcm")

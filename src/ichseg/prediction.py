@@ -44,7 +44,7 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
             step_size: float = 0.5, series: str | None = None, progress: bool = True,
             verbose: bool = False, resume: bool = False,
             accept_intensities: bool = False, ray: str | bool | None = None,
-            ray_workers: int | None = None) -> PredictionResult:
+            ray_workers: int | None = None, allow_gaps: bool = False) -> PredictionResult:
     """Segment every case in ``inputs`` (a NIfTI file, a folder of them, or DICOM series folders).
 
     Writes per case the mask (in the input's geometry), the vote map when several models vote,
@@ -55,7 +55,8 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     values keep the recipe's); ``folds`` takes what ``ichseg train --fold`` takes
     (:func:`ichseg.models.parse_folds`; None: every trained model); ``resume`` skips the cases
     whose outputs are complete (same model and options only, see :mod:`ichseg.run_manifest`);
-    ``accept_intensities`` segments CTs that do not look like HU, with a warning;
+    ``accept_intensities`` segments CTs that do not look like HU, with a warning; ``allow_gaps``
+    interpolates across a DICOM series' missing slices instead of refusing it;
     ``verbose`` prints how each network tiles each case. ``ray`` (True: a local Ray instance; an address:
     that cluster) runs the batch as a Ray Data pipeline with ``ray_workers`` model actors (default:
     one per GPU) and the same outputs (:mod:`ichseg.distributed.prediction`).
@@ -80,7 +81,8 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     folder.check_files(selected)
     spec = ensemble_spec(folder, ensemble, ensemble_params)
     spec.check_models(len(selected))
-    settings = {"postprocess": postprocess, "mirroring": mirroring, "step_size": step_size, "series": series}
+    settings = {"postprocess": postprocess, "mirroring": mirroring, "step_size": step_size, "series": series,
+                "allow_gaps": allow_gaps}
     manifest = run_manifest(model_fingerprint(folder, selected, postprocess), spec, options, settings)
     run = open_run(output_dir, manifest, resume=resume, overwrite=options.overwrite)
     if ray:
@@ -89,10 +91,11 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
         request = ModelRequest(folder.path, tuple(groups) if groups else None,
                                None if chosen_folds is None else tuple(chosen_folds), spec, mirroring,
                                step_size, postprocess, verbose)
-        return predict_on_ray(request, scan, run, CaseSettings(run.output_dir, options, series, accept_intensities),
+        return predict_on_ray(request, scan, run, CaseSettings(run.output_dir, options, series, accept_intensities,
+                                                               allow_gaps),
                               address=ray, device=device, workers=ray_workers, progress=progress)
     read = partial(read_case, prepare=_first_use_preparer(folder, selected), series=series,
-                   accept_intensities=accept_intensities)
+                   accept_intensities=accept_intensities, allow_gaps=allow_gaps)
     with ReadAhead(pending_cases(scan, run), read) as reading:  # the first case is read while the networks load
         segmenter = Segmenter.load(folder.path, device=device, groups=groups, folds=chosen_folds, ensemble=spec,
                                    mirroring=mirroring, step_size=step_size, postprocess=postprocess,

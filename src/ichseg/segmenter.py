@@ -234,10 +234,11 @@ class Segmenter:
 # CPU tensors), which can travel between processes.
 
 def read_case(path: Path, *, prepare: Callable[[CTImage], Any], series: str | None = None,
-              accept_intensities: bool = False) -> tuple[list[str], tuple[CTImage, CTImage, Any]]:
+              accept_intensities: bool = False, allow_gaps: bool = False) -> tuple[list[str], tuple[CTImage, CTImage, Any]]:
     """Intensity warnings, and the input as loaded, the same in the canonical orientation, and
-    that preprocessed by ``prepare`` (a model set's, or its networks-free ``CasePreparer``'s)."""
-    image = _as_image(path, None, series)
+    that preprocessed by ``prepare`` (a model set's, or its networks-free ``CasePreparer``'s).
+    ``allow_gaps``: a DICOM series' missing slices are interpolated, not refused."""
+    image = _as_image(path, None, series, allow_gaps)
     warnings = check_intensities(image, accept=accept_intensities)
     canonical = image.reoriented()
     return warnings, (image, canonical, prepare(canonical))
@@ -298,16 +299,16 @@ def end_batch(result: PredictionResult, run: Run) -> PredictionResult:
 
 
 def _as_image(image: CTImage | np.ndarray | str | Path, spacing: Sequence[float] | None,
-              series: str | None) -> CTImage:
+              series: str | None, allow_gaps: bool = False) -> CTImage:
     if isinstance(image, CTImage):
         return image
     if isinstance(image, (str, Path)):
         path = Path(image)
         if series is None or path.is_file():
-            return load_image(path)
+            return load_image(path, allow_gaps=allow_gaps)
         from ichseg.io.dicom import load_dicom_series
 
-        return load_dicom_series(path, series)
+        return load_dicom_series(path, series, allow_gaps=allow_gaps)
     array = np.asarray(image)
     if array.ndim != 3:
         raise InputError(f"a CT array must be 3D (z, y, x), got shape {array.shape}")

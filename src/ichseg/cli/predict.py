@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-mirroring", action="store_true", help="faster, slightly less accurate")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step (default 0.5)")
     parser.add_argument("--series", help="DICOM SeriesInstanceUID to use when a folder holds several")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="interpolate across missing slices of a DICOM series instead of refusing it")
+    parser.add_argument("--write-ct", action="store_true",
+                        help="write the CT as segmented (NAME_ct.nii.gz) for every case, not only for "
+                             "DICOM series whose gantry tilt or uneven slices were corrected")
     parser.add_argument("--keep-identifiers", action="store_true",
                         help="include patient identifiers from DICOM headers in the outputs")
     parser.add_argument("--no-report", action="store_true", help="skip the PNG previews and HTML reports")
@@ -67,14 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
     params = {"th": args.th, "n1": args.n1, "n2": args.n2, "reading": args.reading}
     options = OutputOptions(keep_identifiers=args.keep_identifiers, preview=not args.no_report,
-                            html=not args.no_report, overwrite=args.overwrite)
+                            html=not args.no_report, overwrite=args.overwrite, write_ct=args.write_ct)
     result = predict(args.input, args.output, args.model, dataset=args.dataset, recipe=args.recipe,
                      workspace=args.workspace, ensemble=args.ensemble, ensemble_params=params,
                      groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,
                      options=options, device=args.device, mirroring=not args.no_mirroring,
                      step_size=args.step_size, series=args.series, verbose=args.verbose,
                      resume=args.resume, accept_intensities=args.accept_intensities, ray=args.ray,
-                     ray_workers=args.ray_workers)
+                     ray_workers=args.ray_workers, allow_gaps=args.allow_gaps)
     print_warnings(result.warnings)
     if result.cases or result.skipped:
         skipped = f" ({len(result.skipped)} complete already)" if result.skipped else ""

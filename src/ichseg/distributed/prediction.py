@@ -21,7 +21,7 @@ import json
 import logging
 import pickle
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -79,6 +79,7 @@ class CaseSettings:
     options: OutputOptions
     series: str | None = None
     accept_intensities: bool = False
+    allow_gaps: bool = False
 
 
 def predict_on_ray(model: ModelRequest, scan: InputScan, run: Run, settings: CaseSettings, *,
@@ -94,7 +95,7 @@ def predict_on_ray(model: ModelRequest, scan: InputScan, run: Run, settings: Cas
     result, cases, options = start_batch(scan, run, settings.options)
     if cases:
         run.start()
-        settings = CaseSettings(run.output_dir, options, settings.series, settings.accept_intensities)
+        settings = replace(settings, output_dir=run.output_dir, options=options)
         rows = _pipeline(ray, model, cases, settings, device, workers).iter_rows()
         _collect(rows, cases, result, progress)
     return end_batch(result, run)
@@ -169,7 +170,8 @@ def _read_stage(row: dict[str, Any], *, model: ModelRequest, settings: CaseSetti
     try:
         preparer = _preparer(model.model_dir, model.groups, model.folds)
         warnings, loaded = read_case(Path(row["path"]), prepare=preparer.prepare, series=settings.series,
-                                     accept_intensities=settings.accept_intensities)
+                                     accept_intensities=settings.accept_intensities,
+                                     allow_gaps=settings.allow_gaps)
     except IchsegError as error:
         return _failed(row, error)
     return {**row, "warnings": json.dumps(warnings), "payload": pickle.dumps(loaded, protocol=5), "error": ""}

@@ -24,10 +24,12 @@ __all__ = ["CANONICAL_ORIENTATION", "IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "CTImage
            "is_image_file", "load_image", "save_image", "save_mask"]
 
 
-def load_image(path: str | os.PathLike) -> CTImage:
+def load_image(path: str | os.PathLike, *, allow_gaps: bool = False) -> CTImage:
     """Read a 3D image file, checking it is readable, 3D, scalar and has a valid spacing.
 
-    A folder is read as a DICOM series (see :mod:`ichseg.io.dicom`).
+    A folder is read as a DICOM series (see :mod:`ichseg.io.dicom`: a gantry-tilted or unevenly
+    spaced series comes back on an orthogonal grid; missing slices are refused unless
+    ``allow_gaps``).
     """
     path = Path(path)
     if not path.exists():
@@ -35,5 +37,5 @@ def load_image(path: str | os.PathLike) -> CTImage:
     if path.is_dir():
         from ichseg.io.dicom import load_dicom_series
 
-        return load_dicom_series(path)
+        return load_dicom_series(path, allow_gaps=allow_gaps)
     return read_image_file(path)

@@ -10,7 +10,9 @@ class OutputOptions:
     """Which files a case gets and how they are written.
 
     ``dicom_seg`` None means: for DICOM input. ``save_votes`` None means: when several models
-    vote. Patient identifiers stay out of every file unless ``keep_identifiers``.
+    vote. Patient identifiers stay out of every file unless ``keep_identifiers``. The CT as
+    segmented (``NAME_ct.nii.gz``) is written when the reader corrected its geometry (gantry
+    tilt, uneven slices), and for any input with ``write_ct``.
     """
 
     keep_identifiers: bool = False
@@ -19,3 +21,4 @@ class OutputOptions:
     html: bool = True
     save_votes: bool | None = None
     overwrite: bool = False
+    write_ct: bool = False
