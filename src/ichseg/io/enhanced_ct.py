@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ichseg.errors import InputError, first_line
+from ichseg.errors import InputError
 from ichseg.io.dicom_geometry import SourceSlice
 
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -88,7 +88,3 @@ def _attribute(ds: Dataset, index: int, where_kept: tuple[str, str]) -> Any:
             return items[0].get(keyword)
     return None
 
-
-def decode_error(path: Path, where: str, exc: Exception) -> InputError:
-    """Why the frames of ``path`` cannot be decoded, as one line."""
-    return InputError(f"{where}: pixel data of file {path.name} cannot be decoded ({first_line(exc)})")
