@@ -6,6 +6,7 @@ read as they always were."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -25,9 +26,10 @@ from scanner_series import Acquisition, covered, dcm2niix, sample_nifti, voxel_c
 #: stays within this mean |HU| of the head inside it; a slice moved by one pixel too many or the
 #: wrong way misses it by far more (tens to hundreds of HU).
 INTERPOLATION_HU = 8.0
-#: dcm2niix interpolates the same samples with the same weights and rounds to whole HU.
+#: dcm2niix interpolates the same samples with the same weights and rounds to whole HU after each
+#: correction (twice for a tilted, unevenly spaced series).
 DCM2NIIX_MEAN_HU = 0.5
-DCM2NIIX_MAX_HU = 1.0
+DCM2NIIX_MAX_HU = 1.05
 
 TILTED = {
     "tilted orientation -18°": Acquisition(tilt_deg=-18.0),
@@ -185,3 +187,50 @@ def test_a_corrected_series_writes_its_ct_and_says_what_was_done(tmp_path):
     asked = write_case_outputs(tidy, tidy.array > 60, tmp_path / "asked", OutputOptions(
         preview=False, html=False, dicom_seg=False, write_ct=True))
     assert np.array_equal(load_image(asked.files["ct"]).array, tidy.array)
+
+
+def test_predict_passes_allow_gaps_and_write_ct_on_and_reading_honours_them(tmp_path, monkeypatch):
+    from ichseg import prediction
+    from ichseg.cli import main
+    from ichseg.segmenter import PredictionResult, read_case
+
+    asked = {}
+
+    def record(inputs, output_dir, model=None, **options):
+        asked.update(options)
+        return PredictionResult(Path(output_dir), failures=[("ct", "recorded")])
+
+    monkeypatch.setattr(prediction, "predict", record)
+    assert main(["predict", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "--allow-gaps", "--write-ct"]) == 2
+    assert asked["allow_gaps"] is True and asked["options"].write_ct is True
+    main(["predict", "-i", str(tmp_path), "-o", str(tmp_path / "out")])
+    assert asked["allow_gaps"] is False and asked["options"].write_ct is False
+
+    folder = Acquisition(steps_mm=(5.0,) * 8).write(tmp_path / "ct")
+    sorted(folder.glob("*.dcm"))[4].unlink()
+    with pytest.raises(InputError, match="missing slice"):
+        read_case(folder, prepare=lambda canonical: None)
+    _, (image, _, _) = read_case(folder, prepare=lambda canonical: None, allow_gaps=True)
+    assert image.shape[0] == 9 and image.metadata["dicom"]["geometry"]["missing_slices"] == 1
+
+
+@pytest.mark.slow
+def test_ichseg_predict_segments_tilted_and_gapped_series_on_their_corrected_grids(tiny_model, tmp_path):
+    from ichseg.cli import main
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    TILTED["tilted orientation -18°"].write(inputs / "tilted")
+    gapped = Acquisition(steps_mm=(5.0,) * 10).write(inputs / "gapped")
+    sorted(gapped.glob("*.dcm"))[4].unlink()
+    assert main(["predict", "-i", str(inputs), "-o", str(out), "--model", str(tiny_model), "--allow-gaps",
+                 "--device", "cpu", "--no-mirroring", "--no-report"]) == 0
+    for name, correction in (("tilted", ["gantry tilt"]), ("gapped", ["equidistant slices"])):
+        image = load_dicom_series(inputs / name, allow_gaps=True)
+        assert load_image(out / f"{name}.nii.gz").same_geometry(image)
+        assert np.allclose(load_image(out / f"{name}_ct.nii.gz").array, image.array)
+        geometry = json.loads((out / f"{name}.json").read_text())["input"]["dicom"]["geometry"]
+        assert geometry["correction"] == correction and geometry["measured_on"] == "orthogonal grid"
+        seg = pydicom.dcmread(out / f"{name}_seg.dcm")
+        sources = set(image.metadata["dicom"]["SOPInstanceUIDs"])
+        assert {item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                for item in seg.PerFrameFunctionalGroupsSequence} <= sources

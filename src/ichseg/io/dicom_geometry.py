@@ -176,8 +176,9 @@ def plan_grid(slices: Sequence[SourceSlice], where: str, *, allow_gaps: bool = F
     missing = _missing_slices(runs, gaps, slices, where, allow_gaps)
     pixel = np.asarray(slices[0].pixel_spacing, float)
     in_plane = np.column_stack([offsets @ col, offsets @ row])  # (y, x) mm from the first slice
-    sheared = np.max(np.abs(in_plane) / pixel) > SHEAR_TOLERANCE_PIXELS
-    pad_before, pad_after = _padding(in_plane / pixel) if sheared else (np.zeros(2, int), np.zeros(2, int))
+    shifts_px = in_plane / pixel
+    sheared = np.max(np.abs(shifts_px)) > SHEAR_TOLERANCE_PIXELS
+    pad_before, pad_after = _padding(shifts_px) if sheared else (np.zeros(2, int), np.zeros(2, int))
     grid_depths = _equidistant(depths) if len(runs) > 1 else None
     n_planes = len(grid_depths) if grid_depths is not None else len(slices)
     step = (grid_depths[1] - grid_depths[0]) if grid_depths is not None else depths[-1] / (len(depths) - 1)
@@ -187,7 +188,7 @@ def plan_grid(slices: Sequence[SourceSlice], where: str, *, allow_gaps: bool = F
         spacing=(float(step), float(pixel[0]), float(pixel[1])),
         shape=(n_planes, *(int(n) for n in np.array([slices[0].rows, slices[0].columns]) + pad_before + pad_after)),
         source_depths=depths,
-        shifts=in_plane / pixel + pad_before if sheared else None,
+        shifts=shifts_px + pad_before if sheared else None,
         depths=grid_depths,
         tilt_deg=_tilt_deg(in_plane, depths) if sheared else None,
         steps_mm=tuple(float(np.mean(gaps[start:end])) for start, end in runs),
@@ -297,18 +298,21 @@ def mask_on_source_slices(mask: np.ndarray, image: CTImage, slices: Sequence[Sou
     to_index = np.linalg.inv(np.asarray(image.direction, float).reshape(3, 3)
                              * np.asarray(image.spacing[::-1], float))
     origin = np.asarray(image.origin, float)
-    size = np.asarray(mask.shape[::-1])  # (x, y, z), as the index vectors
+    size = mask.shape[::-1]  # (x, y, z), as the index vectors
     out = np.zeros((len(slices), slices[0].rows, slices[0].columns), np.uint8)
     for k, plane in enumerate(slices):
         row, col, _ = slice_axes(plane.orientation)
         base = to_index @ (np.asarray(plane.position) - origin)
-        along_column = to_index @ (plane.pixel_spacing[0] * col)
-        along_row = to_index @ (plane.pixel_spacing[1] * row)
-        index = (base + np.arange(plane.rows)[:, None, None] * along_column
-                 + np.arange(plane.columns)[None, :, None] * along_row)
-        inside = np.all((index > -0.5 - 1e-3) & (index < size - 0.5 + 1e-3), axis=-1)
-        x, y, z = np.clip(np.rint(index[inside]).astype(int), 0, size - 1).T
-        out[k][inside] = mask[z, y, x] != 0
+        down = to_index @ (plane.pixel_spacing[0] * col) * np.arange(plane.rows)[:, None]
+        across = to_index @ (plane.pixel_spacing[1] * row) * np.arange(plane.columns)[:, None]
+        inside = np.ones((plane.rows, plane.columns), bool)
+        nearest = []
+        for axis in range(3):  # x, y, z index of every pixel, and whether it lies on the grid
+            index = np.add.outer(base[axis] + down[:, axis], across[:, axis])
+            inside &= (index > -0.5 - _ROUNDING_PX) & (index < size[axis] - 0.5 + _ROUNDING_PX)
+            nearest.append(np.clip(np.rint(index), 0, size[axis] - 1).astype(np.intp))
+        x, y, z = nearest
+        out[k] = inside & (mask[z, y, x] != 0)
     return out
 
 
