@@ -63,8 +63,8 @@ class Acquisition:
     def positions(self) -> np.ndarray:
         """ImagePositionPatient of each slice: its field of view centred on the table's axis."""
         row, column = self.axes()
-        shift = np.tan(np.radians(self.tilt_deg)) * (self.table_mm - self.table_mm[-1] / 2) if self.sheared_axial else 0 * self.table_mm
-        centres = np.column_stack([0 * self.table_mm, shift, self.table_mm])
+        shift = np.tan(np.radians(self.tilt_deg)) * (self.table_mm - self.table_mm[-1] / 2)
+        centres = np.column_stack([0 * shift, shift if self.sheared_axial else 0 * shift, self.table_mm])
         half = (self.columns - 1) / 2 * self.pixel_mm[1] * row + (self.rows - 1) / 2 * self.pixel_mm[0] * column
         return centres - half
 

@@ -205,8 +205,8 @@ def _load_series(folder: Path, info: SeriesInfo, allow_gaps: bool = False) -> CT
     slices = sort_along_normal(slices)
     grid = plan_grid(slices, where, allow_gaps=allow_gaps)
     frames = {path: _hu_frames(ds, path, where) for path, ds in zip(info.files, datasets)}
-    stack = np.stack([frames.pop(plane.file)[0] if plane.frame is None else frames[plane.file][plane.frame - 1]
-                      for plane in slices])
+    stack = np.stack([frames[plane.file][(plane.frame or 1) - 1] for plane in slices])
+    del frames
     return CTImage(
         array=grid.resample(stack, _fill_hu(datasets[0])),
         spacing=grid.spacing,
@@ -362,8 +362,8 @@ def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
     Each slice's position is ``origin + k × spacing_z × (z axis)``, so loading the folder gives
     back the same geometry; ``positions`` (one ImagePositionPatient per slice) place the slices
     elsewhere, as scanners do (a gantry tilt's sheared stack, slice steps that vary; the image's
-    x and y axes stay the slices' orientation). HU are stored as ``round((HU - intercept) / slope)``; a value that
-    does not fit in int16 is an error. ``attributes`` (DICOM keyword → value) are set on every
+    x and y axes stay the slices' orientation). HU are stored as ``round((HU - intercept) /
+    slope)``; a value that does not fit in int16 is an error. ``attributes`` (DICOM keyword → value) are set on every
     slice, after the defaults: use them for further identifiers or to craft test cases.
     """
     stored = np.round((np.asarray(image.array, np.float64) - rescale_intercept) / rescale_slope)
