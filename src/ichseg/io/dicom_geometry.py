@@ -139,7 +139,7 @@ class SliceGrid:
         described: dict[str, Any] = {"correction": self.corrections}
         if self.tilt_deg is not None:
             described["tilt_deg"] = round(self.tilt_deg, 2)
-        described["source_steps_mm"] = [round(step, 3) for step in self.steps_mm]
+        described["source_steps_mm"] = sorted({round(step, 2) for step in self.steps_mm})
         if self.missing_slices:
             described["missing_slices"] = self.missing_slices
         described["grid"] = {"spacing": [round(s, 4) for s in self.spacing], "shape": list(self.shape)}
@@ -229,7 +229,7 @@ def _missing_slices(runs: list[tuple[int, int]], gaps: np.ndarray, slices: Seque
         more = f"; {len(holes)} such gaps in all" if len(holes) > 1 else ""
         raise InputError(f"{where}: {missing} missing slice(s) between files {slices[i].name} and "
                          f"{slices[i + 1].name} (gap {gaps[i]:.2f} mm, spacing {step:.2f} mm){more}; "
-                         f"allow gaps (--allow-gaps) to interpolate across them")
+                         f"ichseg predict --allow-gaps interpolates across them")
     return sum(missing for _, missing, _ in holes)
 
 
