@@ -99,3 +99,20 @@ def test_a_frame_without_position_and_missing_frames_are_refused_naming_the_fram
     sorted(single.glob("*.dcm"))[3].unlink()
     with pytest.raises(InputError, match=r"1 missing slice\(s\) between files enhanced.dcm frame \d and enhanced.dcm frame \d"):
         load_dicom_series(convert(single, tmp_path / "gap_enhanced"))
+
+
+def test_the_results_for_the_pacs_of_an_enhanced_ct_reference_its_frames(tmp_path):
+    from ichseg.segmenter import Segmentation
+    from ichseg.serve.results import write_results
+
+    acquisition = Acquisition(tilt_deg=-18.0)
+    folder = convert(acquisition.write(tmp_path / "single"), tmp_path / "enhanced")
+    image = load_dicom_series(folder)
+    mask = image.with_array(acquisition.in_bleed(voxel_centres(image)).astype(np.uint8))
+    paths = write_results(Segmentation(image, mask, mask, {"strategy": "mean", "n_models": 1}), tmp_path / "out")
+    for path in paths.values():
+        assert dciodvfy_errors(path) == []
+    enhanced = pydicom.dcmread(folder / "enhanced.dcm", stop_before_pixels=True)
+    shown = pydicom.dcmread(paths["sc"]).SourceImageSequence
+    assert shown and all(item.ReferencedSOPInstanceUID == enhanced.SOPInstanceUID for item in shown)
+    assert {int(item.ReferencedFrameNumber) for item in shown} <= set(range(1, int(enhanced.NumberOfFrames) + 1))
