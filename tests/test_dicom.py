@@ -116,18 +116,9 @@ def remove_middle(folder):
     files_of(folder)[3].unlink()
 
 
-def uneven(folder):
-    shift_position(folder, 3, (0.0, 0.0, 1.5))
-
-
 def duplicate(folder):
     ds = pydicom.dcmread(files_of(folder)[2])
     edit(folder, 3, ImagePositionPatient=ds.ImagePositionPatient)
-
-
-def tilted(folder):
-    for k in range(len(files_of(folder))):
-        shift_position(folder, k, (0.0, 0.45 * k, 0.0))  # 5 mm slices, 5° gantry tilt
 
 
 def reoriented(folder):
@@ -160,9 +151,7 @@ def one_slice(folder):
 
 @pytest.mark.parametrize(("damage", "problem"), [
     (remove_middle, "1 missing slice(s) between files slice_0003.dcm and slice_0005.dcm"),
-    (uneven, "uneven slice spacing"),
     (duplicate, "lie at the same position"),
-    (tilted, "sheared by 5.1°"),
     (reoriented, "inconsistent orientation"),
     (resized, "inconsistent image size"),
     (magnetic, "modality is MR, expected CT"),

@@ -13,6 +13,7 @@ from ichseg.errors import InputError, OutputExistsError
 from ichseg.io.dicom import load_dicom_series, write_ct_series
 from ichseg.io.dicom_seg import write_dicom_seg
 from ichseg.io.image import CTImage
+from scanner_series import BLEED_RADIUS_MM, Acquisition, dciodvfy_errors, voxel_centres
 
 
 def phantom(shape=(6, 24, 28)) -> CTImage:
@@ -98,15 +99,103 @@ def test_empty_mask_still_gives_a_readable_segmentation(loaded, tmp_path):
     assert pixels.shape[:3] == loaded.shape and not pixels.any()
 
 
-def test_refuses_non_dicom_reoriented_or_existing(loaded, tmp_path):
+def test_a_reoriented_mask_gives_the_same_frames(loaded, tmp_path):
+    mask = slice_coded_mask(loaded.shape)
+    turned = loaded.reoriented("RAS")
+    assert turned.orientation != loaded.orientation
+    uids = loaded.metadata["dicom"]["SOPInstanceUIDs"]
+    frames = [hd.seg.segread(write_dicom_seg(m, image, tmp_path / f"{name}.dcm"))
+              .get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1])
+              for name, image, m in (("loaded", loaded, mask),
+                                     ("turned", turned, loaded.with_array(mask).reoriented("RAS").array))]
+    assert np.array_equal(frames[0], frames[1])
+    assert np.array_equal(frames[0][..., 0], mask)
+
+
+def test_refuses_non_dicom_or_existing(loaded, tmp_path):
     mask = slice_coded_mask(loaded.shape)
     with pytest.raises(InputError, match="needs a DICOM input series"):
         write_dicom_seg(mask, phantom(), tmp_path / "a.dcm")
-    turned = loaded.reoriented("RAS")
-    with pytest.raises(ValueError, match="not reoriented"):
-        write_dicom_seg(turned.array > 40, turned, tmp_path / "b.dcm")
     write_dicom_seg(mask, loaded, tmp_path / "c.dcm")
     with pytest.raises(OutputExistsError):
         write_dicom_seg(mask, loaded, tmp_path / "c.dcm")
     write_dicom_seg(mask, loaded, tmp_path / "c.dcm", overwrite=True)
     assert sorted(p.name for p in tmp_path.glob("*.dcm")) == ["c.dcm"]
+
+
+SCANNER_SERIES = {
+    "tilted orientation -18°": Acquisition(tilt_deg=-18.0),
+    "tilted orientation +16.5°": Acquisition(tilt_deg=16.5),
+    "sheared axial +18°": Acquisition(tilt_deg=18.0, sheared_axial=True),
+    "4 mm then 7 mm": Acquisition(steps_mm=(4.0,) * 10 + (7.0,) * 8),
+    "tilted -16° and 4 mm then 7 mm": Acquisition(tilt_deg=-16.0, steps_mm=(4.0,) * 10 + (7.0,) * 8),
+}
+
+
+def frame_references(ds: pydicom.Dataset) -> list[tuple[np.ndarray, pydicom.Dataset, str]]:
+    """Each frame of a SEG: its pixels, its functional groups (per frame, else shared) and the
+    SOP instance it names."""
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    frames = ds.pixel_array.reshape(int(ds.NumberOfFrames), ds.Rows, ds.Columns)
+    found = []
+    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence):
+        groups = pydicom.Dataset()
+        groups.update(shared)
+        groups.update(item)
+        found.append((frame, groups, item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID))
+    return found
+
+
+@pytest.mark.parametrize("name", SCANNER_SERIES)
+def test_on_scanner_geometry_every_frame_lies_on_its_source_slice(name, tmp_path):
+    acquisition = SCANNER_SERIES[name]
+    folder = acquisition.write(tmp_path / "ct")
+    image = load_dicom_series(folder)
+    assert image.metadata["dicom"]["geometry"]["correction"]  # a corrected grid, not the slices
+    path = write_dicom_seg(acquisition.in_bleed(voxel_centres(image)), image, tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(path)
+    sources = {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(p) for p in folder.glob("*.dcm"))}
+    # a source pixel takes the grid voxel nearest it: within half a voxel diagonal of the pixel
+    reach = 0.5 * float(np.linalg.norm(image.spacing))
+    framed = set()
+    for frame, groups, uid in frame_references(seg):
+        source = sources[uid]
+        position = np.array(groups.PlanePositionSequence[0].ImagePositionPatient, float)
+        assert np.linalg.norm(position - np.array(source.ImagePositionPatient, float)) < 0.01
+        assert np.allclose(np.array(groups.PlaneOrientationSequence[0].ImageOrientationPatient, float),
+                           np.array(source.ImageOrientationPatient, float), atol=1e-4)
+        distance = np.linalg.norm(acquisition.pixel_centres(position) - acquisition.bleed_centre, axis=-1)
+        assert np.all(frame[distance < BLEED_RADIUS_MM - reach] == 1)
+        assert np.all(frame[distance > BLEED_RADIUS_MM + reach] == 0)
+        framed.add(uid)
+    bleeding = {uid for uid, ds in sources.items() if np.linalg.norm(
+        acquisition.pixel_centres(np.array(ds.ImagePositionPatient, float)) - acquisition.bleed_centre,
+        axis=-1).min() < BLEED_RADIUS_MM - reach}
+    assert bleeding and bleeding <= framed
+    assert dciodvfy_errors(path) == []
+
+
+def test_results_for_the_pacs_refer_to_the_source_slices_of_a_tilted_series(tmp_path):
+    from ichseg.ensemble.info import EnsembleInfo
+    from ichseg.segmentation.result import Segmentation
+    from ichseg.serve.results import write_results
+
+    acquisition = SCANNER_SERIES["tilted -16° and 4 mm then 7 mm"]
+    image = load_dicom_series(acquisition.write(tmp_path / "ct"))
+    mask = image.with_array(acquisition.in_bleed(voxel_centres(image)).astype(np.uint8))
+    paths = write_results(Segmentation(image, mask, mask, EnsembleInfo.single_model()), tmp_path / "out")
+    for path in paths.values():
+        assert dciodvfy_errors(path) == []
+    slices = image.metadata["dicom"]["source_slices"]
+    depth = {s["SOPInstanceUID"]: np.dot(s["position"], np.asarray(image.direction).reshape(3, 3)[:, 2])
+             for s in slices}
+    sc = pydicom.dcmread(paths["sc"])
+    shown = [k for k in range(image.shape[0]) if mask.array[k].any()]
+    referenced = [item.ReferencedSOPInstanceUID for item in sc.SourceImageSequence]
+    assert len(referenced) == len(shown)
+    origin_depth = np.dot(image.origin, np.asarray(image.direction).reshape(3, 3)[:, 2])
+    for k, uid in zip(shown, referenced):  # the source slice nearest the plane the panel shows
+        plane = origin_depth + k * image.spacing[0]
+        assert abs(depth[uid] - plane) == pytest.approx(min(abs(d - plane) for d in depth.values()))
+    seg = pydicom.dcmread(paths["seg"])
+    assert {uid for _, _, uid in frame_references(seg)} <= set(depth)

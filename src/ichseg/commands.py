@@ -63,7 +63,7 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
             series_rules: SeriesRules | str | Path | None = None, progress: bool = True,
             verbose: bool = False, resume: bool = False,
             accept_intensities: bool = False, ray: str | bool | None = None,
-            ray_workers: int | None = None) -> PredictionResult:
+            ray_workers: int | None = None, allow_gaps: bool = False) -> PredictionResult:
     """Segment every case in ``inputs`` (a NIfTI file, a folder of them, or DICOM series folders).
 
     Writes per case the mask (in the input's geometry), the vote map when several models vote,
@@ -74,7 +74,8 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
     values keep the recipe's); ``folds`` takes what ``ichseg train --fold`` takes
     (:func:`ichseg.model.folder.parse_folds`; None: every trained model); ``resume`` skips the cases
     whose outputs are complete (same model and options only, see :mod:`ichseg.batch.manifest`);
-    ``accept_intensities`` segments CTs that do not look like HU, with a warning;
+    ``accept_intensities`` segments CTs that do not look like HU, with a warning; ``allow_gaps``
+    interpolates across a DICOM series' missing slices instead of refusing it;
     a DICOM study's series is chosen by ``series_rules`` (a file, or ichseg's default rules) with
     the model's training slice thickness deciding among the eligible (:mod:`ichseg.io.series_selection`),
     unless ``series`` names a SeriesInstanceUID; ``all_series`` segments every eligible series of a
@@ -102,7 +103,7 @@ def predict(inputs: str | Path, output_dir: str | Path, model: str | Path | None
         ensemble=ensemble_spec(folder, ensemble, ensemble_params), mirroring=mirroring,
         step_size=step_size, postprocess=postprocess, verbose=verbose)
     read = ReadOptions(SeriesSelection(rules, training_slice_thickness(settings.select(folder))),
-                       accept_intensities)
+                       accept_intensities, allow_gaps)
     plan = plan_batch(scan, output_dir, folder, settings, read, options, resume=resume)
     if ray:
         from ichseg.distributed.ray_prediction import predict_on_ray

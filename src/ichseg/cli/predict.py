@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(FOLDER_s<SeriesNumber>)")
     parser.add_argument("--series-rules", type=Path, metavar="FILE",
                         help="JSON rules that choose a study's series, replacing ichseg's default (see the README)")
+    parser.add_argument("--allow-gaps", action="store_true",
+                        help="interpolate across missing slices of a DICOM series instead of refusing it")
+    parser.add_argument("--write-ct", action="store_true",
+                        help="write the CT as segmented (NAME_ct.nii.gz) for every case, not only for "
+                             "DICOM series whose gantry tilt or uneven slices were corrected")
     parser.add_argument("--keep-identifiers", action="store_true",
                         help="include patient identifiers from DICOM headers in the outputs")
     parser.add_argument("--no-report", action="store_true", help="skip the PNG previews and HTML reports")
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     params = {"th": args.th, "n1": args.n1, "n2": args.n2, "reading": args.reading}
     options = OutputOptions(keep_identifiers=args.keep_identifiers, preview=not args.no_report,
                             html=not args.no_report, overwrite=args.overwrite,
-                            show_intracranial=args.show_intracranial)
+                            show_intracranial=args.show_intracranial, write_ct=args.write_ct)
     result = predict(args.input, args.output, args.model, dataset=args.dataset, recipe=args.recipe,
                      workspace=args.workspace, ensemble=args.ensemble, ensemble_params=params,
                      groups=args.group, folds=args.fold, postprocess=not args.no_postprocess,
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                      step_size=args.step_size, series=args.series, all_series=args.all_series,
                      series_rules=args.series_rules, verbose=args.verbose,
                      resume=args.resume, accept_intensities=args.accept_intensities, ray=args.ray,
-                     ray_workers=args.ray_workers)
+                     ray_workers=args.ray_workers, allow_gaps=args.allow_gaps)
     print_warnings(result.warnings)
     if result.cases or result.skipped:
         skipped = f" ({len(result.skipped)} complete already)" if result.skipped else ""

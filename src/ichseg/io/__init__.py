@@ -2,8 +2,8 @@
 
 from ichseg.io.image import CTImage, case_name, load_image, save_image, save_mask
 
-__all__ = ["CTImage", "case_name", "list_series", "load_dicom_series", "load_image", "save_image",
-           "save_mask", "write_ct_series", "write_dicom_seg"]
+__all__ = ["CTImage", "build_dicom_seg", "case_name", "list_series", "load_dicom_series", "load_image",
+           "save_image", "save_mask", "write_ct_series", "write_dicom_seg"]
 
 
 def __getattr__(name: str):
@@ -12,8 +12,8 @@ def __getattr__(name: str):
         from ichseg.io import dicom
 
         return getattr(dicom, name)
-    if name == "write_dicom_seg":
-        from ichseg.io.dicom_seg import write_dicom_seg
+    if name in ("build_dicom_seg", "write_dicom_seg"):
+        from ichseg.io import dicom_seg
 
-        return write_dicom_seg
+        return getattr(dicom_seg, name)
     raise AttributeError(f"module 'ichseg.io' has no attribute {name!r}")

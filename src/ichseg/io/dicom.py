@@ -6,13 +6,18 @@ selection rules (:mod:`ichseg.io.series_selection`), or named by its SeriesInsta
 pydicom reads the headers and ichseg checks the geometry itself before any voxel is used, because
 SimpleITK stacks a series with a missing slice at an averaged spacing, silently drops files it
 cannot decode and reads a gantry-tilted series without its shear (DESIGN §9). A series is refused,
-with one line naming the series and the problem, when a file is corrupt, a slice is missing, the
-spacing is uneven, the slices disagree on orientation, size or pixel spacing, the stack is sheared
-(gantry tilt) or the modality is not CT.
+with one line naming the series and the problem, when a file is corrupt, a slice is missing, two
+slices lie at one position, the slices disagree on orientation, size or pixel spacing, or the
+modality is not CT. A series of single-frame files and an enhanced CT (one multi-frame file,
+:mod:`ichseg.io.enhanced_ct`) are read alike.
 
-Slices are ordered by their position along the slice normal; the array's z axis is that order,
-and ``metadata["dicom"]["SOPInstanceUIDs"]`` and ``metadata["dicom"]["files"]`` follow it, so that
-a DICOM-SEG can reference each frame's source slice.
+Slices are ordered by their position along the slice normal. A gantry-tilted (sheared) series and
+one whose slice steps vary are resampled onto an orthogonal, equidistant grid
+(:mod:`ichseg.io.dicom_geometry`); ``metadata["dicom"]["geometry"]`` says what was done, and
+``metadata["dicom"]["source_slices"]`` keeps each source slice (file, frame, UIDs, position,
+orientation), so that a DICOM-SEG can be made on the slices as they were sent. For a series that
+needs no correction, the array's z axis is the slice order, and ``metadata["dicom"]["files"]``
+and ``metadata["dicom"]["SOPInstanceUIDs"]`` (the source instances, in slice order) follow it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,20 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from ichseg.atomic import atomic_dir
 from ichseg.errors import InputError, first_line
 from ichseg.io.ctimage import CTImage
+from ichseg.io.dicom_geometry import (
+    AIR_HU,
+    SliceGrid,
+    SourceSlice,
+    plan_grid,
+    sort_along_normal,
+)
+from ichseg.io.enhanced_ct import (
+    frame_rescale,
+    frame_slices,
+    frames_hu,
+    has_one_rescale,
+    is_multi_frame_ct,
+)
 from ichseg.io.image import is_dicomdir
 from ichseg.io.series_selection import SeriesChoice, SeriesSelection, choose_series
 
@@ -57,11 +76,6 @@ SERIES_KEYWORDS = (
 _PLANES = ("sagittal", "coronal", "axial")
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-#: Two slices closer than this (mm) along the normal occupy the same position.
-_SAME_POSITION_MM = 1e-3
-#: Gaps may differ from the median gap by this much (mm, or this share of it, the larger).
-_GAP_TOLERANCE_MM = 0.05
-_GAP_TOLERANCE_SHARE = 0.02
 #: Orientation cosines and pixel spacings of one series may differ by this much.
 _COSINE_TOLERANCE = 1e-4
 _SPACING_TOLERANCE_MM = 1e-3
@@ -133,7 +147,7 @@ def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
 
 
 def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None, *,
-                      selection: SeriesSelection | None = None) -> CTImage:
+                      selection: SeriesSelection | None = None, allow_gaps: bool = False) -> CTImage:
     """Read one CT series of ``folder`` (or of a DICOMDIR) as HU (stored × RescaleSlope +
     RescaleIntercept).
 
@@ -141,10 +155,12 @@ def load_dicom_series(folder: str | os.PathLike, series_uid: str | None = None, 
     a study is decided by ``selection``'s rules (default: ichseg's, thickness not deciding).
     What the rules made of each series is kept, one line per series, in
     ``metadata["series_selection"]``. No eligible series: an error that gives every series' reason.
+    A gantry-tilted series, or one whose slice steps vary, comes back on an orthogonal,
+    equidistant grid; missing slices are refused unless ``allow_gaps`` (then interpolated).
     """
     folder = Path(folder)
     chosen, choice = choose_in_folder(folder, list_series(folder), series_uid, selection)
-    image = _load_series(folder.parent if is_dicomdir(folder) else folder, chosen[0])
+    image = _load_series(folder.parent if is_dicomdir(folder) else folder, chosen[0], allow_gaps)
     if choice is not None:
         image.metadata["series_selection"] = choice.lines()
     return image
@@ -266,44 +282,27 @@ def _normal(orientation: Sequence[float] | None) -> tuple[float, float, float] |
     return tuple(float(v) for v in normal / length)  # type: ignore[return-value]
 
 
-def _load_series(folder: Path, info: SeriesInfo) -> CTImage:
+def _load_series(folder: Path, info: SeriesInfo, allow_gaps: bool = False) -> CTImage:
     where = f"{folder}: series {info.uid} ('{info.description}')"
     if info.modality != "CT":
         raise InputError(f"{where}: modality is {info.modality or 'missing'}, expected CT")
     datasets = [_read_full(path, where) for path in info.files]
-    for path, ds in zip(info.files, datasets):
-        _check_slice_header(ds, path, where)
-    _check_same(datasets, info.files, where)
-    row, col, normal = _slice_axes(datasets[0].ImageOrientationPatient)
-    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
-    order = np.argsort(positions @ normal, kind="stable")
-    positions = positions[order]
-    datasets = [datasets[i] for i in order]
-    files = [info.files[i] for i in order]
-    pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]
-    slice_spacing = _check_positions(positions, normal, files, min(pixel_spacing), where)
-
-    array = np.stack([_slice_hu(ds, path, where) for ds, path in zip(datasets, files)])
-    direction = np.column_stack([row, col, normal])
+    slices = [plane for path, ds in zip(info.files, datasets) for plane in _source_slices(ds, path, where)]
+    _check_same(slices, where)
+    slices = sort_along_normal(slices)
+    grid = plan_grid(slices, where, allow_gaps=allow_gaps)
+    frames = {path: _hu_frames(ds, path, where) for path, ds in zip(info.files, datasets)}
+    stack = np.stack([frames[plane.file][(plane.frame or 1) - 1] for plane in slices])
+    del frames
     return CTImage(
-        array=array,
-        spacing=(slice_spacing, pixel_spacing[0], pixel_spacing[1]),
-        origin=tuple(float(v) for v in positions[0]),  # type: ignore[arg-type]
-        direction=tuple(float(v) for v in direction.ravel()),
+        array=grid.resample(stack, _fill_hu(datasets[0])),
+        spacing=grid.spacing,
+        origin=tuple(float(v) for v in grid.origin),  # type: ignore[arg-type]
+        direction=grid.direction,
         source=folder,
-        metadata={"dicom": _series_metadata(datasets, files),
+        metadata={"dicom": _series_metadata(datasets[0], slices, grid),
                   "identifiers": _identifiers(datasets[0])},
     )
-
-
-def _slice_axes(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row, column and normal unit vectors, made exactly orthonormal (headers round them)."""
-    row = np.asarray([float(v) for v in orientation[:3]])
-    col = np.asarray([float(v) for v in orientation[3:]])
-    row /= np.linalg.norm(row)
-    col -= (col @ row) * row
-    col /= np.linalg.norm(col)
-    return row, col, np.cross(row, col)
 
 
 def _read_full(path: Path, where: str) -> Dataset:
@@ -313,92 +312,77 @@ def _read_full(path: Path, where: str) -> Dataset:
         raise InputError(f"{where}: file {path.name} is corrupt ({first_line(exc)})") from None
 
 
-def _check_slice_header(ds: Dataset, path: Path, where: str) -> None:
-    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
-                    "Columns", "PixelData"):
-        if ds.get(keyword) in (None, ""):
-            raise InputError(f"{where}: file {path.name} has no {keyword}")
+def _source_slices(ds: Dataset, path: Path, where: str) -> list[SourceSlice]:
+    """The image planes of one file: itself, or each frame of an enhanced CT."""
+    if is_multi_frame_ct(ds):
+        _require(ds, ("Rows", "Columns", "PixelData"), path, where)
+        return frame_slices(ds, path, where)
+    _require(ds, ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
+                  "PixelData"), path, where)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise InputError(f"{where}: file {path.name} is a multi-frame image, "
-                         f"expected one slice per file")
+                         f"expected one slice per file or an enhanced CT")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise InputError(f"{where}: file {path.name} is not a grey-scale image")
+    return [SourceSlice(file=path, sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+                        sop_class_uid=str(ds.get("SOPClassUID", "")), frame=None,
+                        position=tuple(float(v) for v in ds.ImagePositionPatient),  # type: ignore[arg-type]
+                        orientation=tuple(float(v) for v in ds.ImageOrientationPatient),
+                        pixel_spacing=tuple(float(v) for v in ds.PixelSpacing),  # type: ignore[arg-type]
+                        rows=int(ds.Rows), columns=int(ds.Columns))]
 
 
-def _check_same(datasets: list[Dataset], files: Sequence[Path], where: str) -> None:
+def _require(ds: Dataset, keywords: Sequence[str], path: Path, where: str) -> None:
+    for keyword in keywords:
+        if ds.get(keyword) in (None, ""):
+            raise InputError(f"{where}: file {path.name} has no {keyword}")
+
+
+def _check_same(slices: list[SourceSlice], where: str) -> None:
     """All slices must share orientation, matrix size and pixel spacing."""
-    first = datasets[0]
-    for ds, path in zip(datasets[1:], files[1:]):
-        if not np.allclose([float(v) for v in ds.ImageOrientationPatient],
-                           [float(v) for v in first.ImageOrientationPatient],
-                           atol=_COSINE_TOLERANCE):
-            raise InputError(f"{where}: inconsistent orientation, file {path.name} has "
-                             f"ImageOrientationPatient {list(ds.ImageOrientationPatient)} and "
-                             f"{files[0].name} {list(first.ImageOrientationPatient)}")
-        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
-            raise InputError(f"{where}: inconsistent image size, file {path.name} is "
-                             f"{ds.Rows}x{ds.Columns} and {files[0].name} "
-                             f"{first.Rows}x{first.Columns}")
-        if not np.allclose([float(v) for v in ds.PixelSpacing],
-                           [float(v) for v in first.PixelSpacing], atol=_SPACING_TOLERANCE_MM):
-            raise InputError(f"{where}: inconsistent pixel spacing, file {path.name} has "
-                             f"{list(ds.PixelSpacing)} mm and {files[0].name} "
-                             f"{list(first.PixelSpacing)} mm")
+    first = slices[0]
+    for plane in slices[1:]:
+        if not np.allclose(plane.orientation, first.orientation, atol=_COSINE_TOLERANCE):
+            raise InputError(f"{where}: inconsistent orientation, file {plane.name} has "
+                             f"ImageOrientationPatient {list(plane.orientation)} and "
+                             f"{first.name} {list(first.orientation)}")
+        if (plane.rows, plane.columns) != (first.rows, first.columns):
+            raise InputError(f"{where}: inconsistent image size, file {plane.name} is "
+                             f"{plane.rows}x{plane.columns} and {first.name} "
+                             f"{first.rows}x{first.columns}")
+        if not np.allclose(plane.pixel_spacing, first.pixel_spacing, atol=_SPACING_TOLERANCE_MM):
+            raise InputError(f"{where}: inconsistent pixel spacing, file {plane.name} has "
+                             f"{list(plane.pixel_spacing)} mm and {first.name} "
+                             f"{list(first.pixel_spacing)} mm")
 
 
-def _check_positions(positions: np.ndarray, normal: np.ndarray, files: Sequence[Path],
-                     pixel_mm: float, where: str) -> float:
-    """Refuse duplicate, missing, unevenly spaced or sheared slices; return the slice spacing."""
-    if len(positions) < 2:
-        raise InputError(f"{where}: only one slice, a volume needs at least two")
-    depth = positions @ normal
-    gaps = np.diff(depth)
-    if np.any(gaps < _SAME_POSITION_MM):
-        i = int(np.argmin(gaps))
-        raise InputError(f"{where}: files {files[i].name} and {files[i + 1].name} lie at the same "
-                         f"position (several acquisitions in one series?)")
-    median = float(np.median(gaps))
-    tolerance = max(_GAP_TOLERANCE_MM, _GAP_TOLERANCE_SHARE * median)
-    worst = int(np.argmax(np.abs(gaps - median)))
-    if abs(gaps[worst] - median) > tolerance:
-        between = f"between files {files[worst].name} and {files[worst + 1].name}"
-        missing = round(gaps[worst] / median) - 1
-        if missing >= 1 and abs(gaps[worst] - (missing + 1) * median) <= tolerance:
-            raise InputError(f"{where}: {missing} missing slice(s) {between} "
-                             f"(gap {gaps[worst]:.2f} mm, spacing {median:.2f} mm)")
-        raise InputError(f"{where}: uneven slice spacing, gap of {gaps[worst]:.2f} mm {between} "
-                         f"where the others are {median:.2f} mm")
-    offsets = positions - positions[0]
-    in_plane = offsets - np.outer(offsets @ normal, normal)
-    shift = float(np.max(np.linalg.norm(in_plane, axis=1)))
-    if shift > pixel_mm / 2:
-        tilt = float(np.degrees(np.arctan2(shift, depth[-1] - depth[0])))
-        raise InputError(f"{where}: slices are sheared by {tilt:.1f}° (gantry tilt; {shift:.1f} mm "
-                         f"in-plane shift across the series), which ichseg cannot represent; "
-                         f"resample the series to an orthogonal grid first")
-    return float((depth[-1] - depth[0]) / (len(depth) - 1))
-
-
-def _slice_hu(ds: Dataset, path: Path, where: str) -> np.ndarray:
-    """One slice in HU; compressed pixel data pydicom has no decoder for goes through GDCM."""
+def _hu_frames(ds: Dataset, path: Path, where: str) -> np.ndarray:
+    """The file's frames (frames, rows, columns) in HU; compressed pixel data pydicom has no
+    decoder for goes through GDCM."""
     syntax = ds.file_meta.get("TransferSyntaxUID")  # dcmread always sets file_meta
+    multi = is_multi_frame_ct(ds)
+    expected = (int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns))
     try:
         stored = ds.pixel_array
     except Exception as exc:  # missing decoder, truncated or malformed pixel data
-        if syntax is not None and syntax.is_compressed:
-            return _slice_hu_gdcm(ds, path, where, syntax)
+        if syntax is not None and syntax.is_compressed and (not multi or has_one_rescale(ds)):
+            return _hu_gdcm(path, where, syntax, expected)
         raise InputError(f"{where}: pixel data of file {path.name} cannot be decoded "
                          f"({first_line(exc)})") from None
-    if stored.shape != (ds.Rows, ds.Columns):
+    if stored.size != np.prod(expected) or stored.shape[-2:] != expected[1:]:
         raise InputError(f"{where}: file {path.name} holds pixel data of shape {stored.shape}, "
                          f"expected {ds.Rows}x{ds.Columns}")
+    stored = stored.reshape(expected)
+    if multi:
+        return frames_hu(ds, stored)
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
 
 
-def _slice_hu_gdcm(ds: Dataset, path: Path, where: str, syntax: Any) -> np.ndarray:
-    """SimpleITK's GDCM decodes JPEG lossless and other syntaxes and applies the rescale itself."""
+def _hu_gdcm(path: Path, where: str, syntax: Any, expected: tuple[int, int, int]) -> np.ndarray:
+    """SimpleITK's GDCM decodes JPEG lossless and other syntaxes and applies the rescale itself
+    (one rescale per file: an enhanced CT whose frames differ is not decoded here)."""
     import SimpleITK as sitk
 
     try:
@@ -406,20 +390,36 @@ def _slice_hu_gdcm(ds: Dataset, path: Path, where: str, syntax: Any) -> np.ndarr
     except RuntimeError:
         raise InputError(f"{where}: pixel data of file {path.name} ({syntax.name}) cannot be "
                          f"decoded") from None
-    if pixels.shape != (1, ds.Rows, ds.Columns):
+    if pixels.shape != expected:
         raise InputError(f"{where}: file {path.name} holds pixel data of shape {pixels.shape}, "
-                         f"expected {ds.Rows}x{ds.Columns}")
-    return pixels[0].astype(np.float32)
+                         f"expected {expected[1]}x{expected[2]}")
+    return pixels.astype(np.float32)
 
 
-def _series_metadata(datasets: list[Dataset], files: list[Path]) -> dict[str, Any]:
+def _fill_hu(ds: Dataset) -> float:
+    """What fills the grid where no slice reaches: the series' padding value in HU, else air."""
+    padding = ds.get("PixelPaddingValue")
+    if padding in (None, ""):
+        return AIR_HU
+    if is_multi_frame_ct(ds):
+        slope, intercept = frame_rescale(ds, 0)
+    else:
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return float(padding) * slope + intercept
+
+
+def _series_metadata(first: Dataset, slices: list[SourceSlice], grid: SliceGrid) -> dict[str, Any]:
     info: dict[str, Any] = {}
     for keyword in SERIES_KEYWORDS:
-        value = datasets[0].get(keyword)
+        value = first.get(keyword)
         if value not in (None, ""):
             info[keyword] = _plain(value)
-    info["SOPInstanceUIDs"] = [str(ds.SOPInstanceUID) for ds in datasets]
-    info["files"] = [str(path) for path in files]
+    instances = list(dict.fromkeys((str(plane.file), plane.sop_instance_uid) for plane in slices))
+    info["SOPInstanceUIDs"] = [uid for _, uid in instances]
+    info["files"] = [file for file, _ in instances]
+    info["source_slices"] = [plane.as_metadata() for plane in slices]
+    info["geometry"] = grid.describe()
     return info
 
 
@@ -442,12 +442,15 @@ def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
                     series_description: str = "ichseg phantom", series_number: int = 1,
                     rescale_slope: float = 1.0, rescale_intercept: float = -1024.0,
                     attributes: Mapping[str, Any] | None = None,
+                    positions: Sequence[Sequence[float]] | None = None,
                     overwrite: bool = False) -> Path:
     """Write ``image`` (HU) as a CT series of int16 slices, one file per z index.
 
     Each slice's position is ``origin + k × spacing_z × (z axis)``, so loading the folder gives
-    back the same geometry. HU are stored as ``round((HU - intercept) / slope)``; a value that
-    does not fit in int16 is an error. ``attributes`` (DICOM keyword → value) are set on every
+    back the same geometry; ``positions`` (one ImagePositionPatient per slice) place the slices
+    elsewhere, as scanners do (a gantry tilt's sheared stack, slice steps that vary; the image's
+    x and y axes stay the slices' orientation). HU are stored as ``round((HU - intercept) /
+    slope)``; a value that does not fit in int16 is an error. ``attributes`` (DICOM keyword → value) are set on every
     slice, after the defaults: use them for further identifiers or to craft test cases.
     """
     stored = np.round((np.asarray(image.array, np.float64) - rescale_intercept) / rescale_slope)
@@ -457,12 +460,16 @@ def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
                          f"with slope {rescale_slope} and intercept {rescale_intercept}")
     stored = stored.astype(np.int16)
     axes = np.asarray(image.direction, float).reshape(3, 3)
+    if positions is None:
+        positions = [np.asarray(image.origin, float) + k * image.spacing[0] * axes[:, 2]
+                     for k in range(stored.shape[0])]
+    if len(positions) != stored.shape[0]:
+        raise ValueError(f"{len(positions)} positions for {stored.shape[0]} slices")
     study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
     now = datetime.datetime.now()
     with atomic_dir(folder, overwrite) as tmp:
-        for k in range(stored.shape[0]):
-            position = np.asarray(image.origin, float) + k * image.spacing[0] * axes[:, 2]
-            ds = _ct_slice(stored[k], position, axes, image.spacing)
+        for k, position in enumerate(positions):
+            ds = _ct_slice(stored[k], np.asarray(position, float), axes, image.spacing)
             ds.update({
                 "PatientName": patient_name, "PatientID": patient_id,
                 "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,

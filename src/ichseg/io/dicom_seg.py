@@ -1,10 +1,13 @@
-"""The hemorrhage mask as a DICOM Segmentation object that references its source CT series.
+"""The hemorrhage mask as a DICOM Segmentation object on the source CT series' own slices.
 
-A viewer or PACS shows a DICOM-SEG over the series it was made from: each frame names its source
-slice (SOP Instance UID) and position. The mask's z index is the order in which
-:func:`ichseg.io.dicom.load_dicom_series` stacked the slices, recorded in
-``source.metadata["dicom"]``; the source files are read again (headers only) because highdicom
-copies the patient, study and geometry attributes from them.
+A viewer or PACS shows a DICOM-SEG over the series it was made from, and viewers overlay a SEG
+whose frames lie on the original images far better than one on another grid. So whatever grid
+the mask lies on (the series as loaded, the orthogonal grid of a gantry-tilted or unevenly spaced
+series, a reoriented copy), it is mapped back onto every source slice, nearest neighbour at each
+source pixel's world position (:func:`ichseg.io.dicom_geometry.mask_on_source_slices`), and each
+source slice with hemorrhage gets one frame at its position and orientation, naming its source
+instance (and frame, for an enhanced CT). The source files are read again (headers only) because
+highdicom copies the patient, study and geometry attributes from them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pydicom.uid import generate_uid
 from ichseg.atomic import atomic_file
 from ichseg.errors import InputError
 from ichseg.io.ctimage import CTImage
+from ichseg.io.dicom_geometry import SourceSlice, mask_on_source_slices, source_slices
 from ichseg.version import __version__
 
 SEGMENT_LABEL = "Intracranial hemorrhage"
@@ -32,20 +36,24 @@ SEGMENT_TYPE = codes.SCT.IntracranialHemorrhage
 SEGMENT_COLOR = hd.color.CIELabColor(53.2, 80.1, 67.2)
 
 
-def write_dicom_seg(mask: np.ndarray, source: CTImage, path: str | os.PathLike, *,
-                    overwrite: bool = False, algorithm_name: str = "ichseg",
+def build_dicom_seg(mask: np.ndarray, source: CTImage, *, algorithm_name: str = "ichseg",
                     algorithm_version: str = __version__,
-                    series_description: str = "ICH segmentation (ichseg)") -> Path:
-    """Write ``mask`` (z, y, x, in ``source``'s geometry as loaded) as a binary DICOM-SEG.
+                    series_description: str = "ICH segmentation (ichseg)") -> hd.seg.Segmentation:
+    """``mask`` (z, y, x, on ``source``'s grid) as a binary DICOM-SEG of ``source``'s series.
 
-    ``source`` must come from :func:`ichseg.io.dicom.load_dicom_series` unchanged (not
-    reoriented), so that frame k is slice k of the series. Empty slices get no frame.
+    ``source`` is a CT read from a DICOM series (:func:`ichseg.io.dicom.load_dicom_series`),
+    resampled or reoriented or not: its ``metadata["dicom"]["source_slices"]`` say where the
+    source slices lie. Source slices without hemorrhage get no frame (an empty mask: one empty
+    frame per slice, so that the object stays readable).
     """
-    path = Path(path)
     mask = np.asarray(mask)
     if mask.shape != source.shape:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {source.shape}")
-    datasets = _source_datasets(source)
+    if not (source.metadata.get("dicom") or {}).get("source_slices"):
+        raise InputError(f"{source.name}: a DICOM-SEG needs a DICOM input series")
+    slices = source_slices(source)
+    datasets = _source_datasets(slices)
+    on_slices = mask_on_source_slices(mask, source, slices)
     description = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label=SEGMENT_LABEL,
@@ -58,14 +66,13 @@ def write_dicom_seg(mask: np.ndarray, source: CTImage, path: str | os.PathLike, 
         anatomic_regions=[codes.SCT.Brain],
         display_color=SEGMENT_COLOR,
     )
-    series_number = int(datasets[0].get("SeriesNumber") or 0) + 1000
-    segmentation = hd.seg.Segmentation(
+    return hd.seg.Segmentation(
         source_images=datasets,
-        pixel_array=(mask > 0).astype(np.uint8),
+        pixel_array=_in_source_order(on_slices, slices, datasets),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[description],
         series_instance_uid=generate_uid(),
-        series_number=series_number,
+        series_number=int(datasets[0].get("SeriesNumber") or 0) + 1000,
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer="ichseg",
@@ -73,23 +80,24 @@ def write_dicom_seg(mask: np.ndarray, source: CTImage, path: str | os.PathLike, 
         software_versions=algorithm_version,
         device_serial_number="none",
         series_description=series_description,
-        omit_empty_frames=bool(mask.any()),
+        omit_empty_frames=bool(on_slices.any()),
     )
+
+
+def write_dicom_seg(mask: np.ndarray, source: CTImage, path: str | os.PathLike, *,
+                    overwrite: bool = False, **options: str) -> Path:
+    """Write :func:`build_dicom_seg`'s object to ``path`` atomically (``options``: its keywords)."""
+    segmentation = build_dicom_seg(mask, source, **options)
+    path = Path(path)
     with atomic_file(path, overwrite) as tmp:
         segmentation.save_as(tmp)
     return path
 
 
-def _source_datasets(source: CTImage) -> list[pydicom.Dataset]:
-    """The series' headers in the image's slice order, checked against what was loaded."""
-    info = source.metadata.get("dicom")
-    if not info or "files" not in info:
-        raise InputError(f"{source.name}: a DICOM-SEG needs a DICOM input series")
-    if len(info["files"]) != source.shape[0]:
-        raise ValueError(f"the image has {source.shape[0]} slices, its series "
-                         f"{len(info['files'])}; was it resampled or padded?")
+def _source_datasets(slices: list[SourceSlice]) -> list[pydicom.Dataset]:
+    """The source files' headers, each once, in slice order, checked against what was loaded."""
     datasets = []
-    for file, uid in zip(info["files"], info["SOPInstanceUIDs"]):
+    for file, uid in dict.fromkeys((plane.file, plane.sop_instance_uid) for plane in slices):
         try:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
         except (OSError, InvalidDicomError) as exc:
@@ -97,9 +105,18 @@ def _source_datasets(source: CTImage) -> list[pydicom.Dataset]:
         if str(ds.SOPInstanceUID) != uid:
             raise InputError(f"{file}: source slice changed since the series was loaded")
         datasets.append(ds)
-    first_row_col = np.asarray([float(v) for v in datasets[0].ImageOrientationPatient])
-    axes = np.asarray(source.direction, float).reshape(3, 3)
-    if not np.allclose(first_row_col, np.concatenate([axes[:, 0], axes[:, 1]]), atol=1e-3):
-        raise ValueError("the image's orientation differs from its series; pass the image as "
-                         "loaded, not reoriented")
     return datasets
+
+
+def _in_source_order(on_slices: np.ndarray, slices: list[SourceSlice],
+                     datasets: list[pydicom.Dataset]) -> np.ndarray:
+    """The frames as highdicom pairs them with its sources: one per single-frame file, in the
+    order given, or the frames of one multi-frame file, in its frame order."""
+    if all(plane.frame is None for plane in slices):
+        return on_slices
+    if len(datasets) != 1:
+        raise InputError(f"{slices[0].file.parent}: a DICOM-SEG can reference the frames of one "
+                         f"multi-frame file, this series has {len(datasets)} files")
+    frames = np.zeros((int(datasets[0].NumberOfFrames), *on_slices.shape[1:]), on_slices.dtype)
+    frames[[plane.frame - 1 for plane in slices]] = on_slices
+    return frames

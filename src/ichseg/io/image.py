@@ -29,10 +29,12 @@ def is_dicomdir(path: Path) -> bool:
     return path.name.upper() == "DICOMDIR" and path.is_file()
 
 
-def load_image(path: str | os.PathLike) -> CTImage:
+def load_image(path: str | os.PathLike, *, allow_gaps: bool = False) -> CTImage:
     """Read a 3D image file, checking it is readable, 3D, scalar and has a valid spacing.
 
-    A folder or a DICOMDIR is read as a DICOM series (see :mod:`ichseg.io.dicom`).
+    A folder or a DICOMDIR is read as a DICOM series (see :mod:`ichseg.io.dicom`: a gantry-tilted
+    or unevenly spaced series comes back on an orthogonal grid; missing slices are refused unless
+    ``allow_gaps``).
     """
     path = Path(path)
     if not path.exists():
@@ -40,5 +42,5 @@ def load_image(path: str | os.PathLike) -> CTImage:
     if path.is_dir() or is_dicomdir(path):
         from ichseg.io.dicom import load_dicom_series
 
-        return load_dicom_series(path)
+        return load_dicom_series(path, allow_gaps=allow_gaps)
     return read_image_file(path)

@@ -96,7 +96,7 @@ class CaseInput:
             return load_image(self.path), list(self.notes)
         from ichseg.io.dicom import load_dicom_series
 
-        image = load_dicom_series(self.path, self.series_uid, selection=read.selection)
+        image = load_dicom_series(self.path, self.series_uid, selection=read.selection, allow_gaps=read.allow_gaps)
         if self.output_name is not None:
             image.metadata["case_name"] = self.output_name
         chosen = [f"{self.case_name}: {line}" for line in image.metadata.get("series_selection", [])]

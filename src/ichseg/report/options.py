@@ -12,7 +12,9 @@ class OutputOptions:
     ``dicom_seg`` None means: for DICOM input. ``save_votes`` None means: when several models
     vote. Patient identifiers stay out of every file unless ``keep_identifiers``.
     ``show_intracranial`` draws in the preview the intracranial space the postprocessing used
-    (found for the picture when no rule looked for it).
+    (found for the picture when no rule looked for it). The CT as segmented (``NAME_ct.nii.gz``)
+    is written when the reader corrected its geometry (gantry tilt, uneven slices), and for any
+    input with ``write_ct``.
     """
 
     keep_identifiers: bool = False
@@ -22,3 +24,4 @@ class OutputOptions:
     save_votes: bool | None = None
     overwrite: bool = False
     show_intracranial: bool = False
+    write_ct: bool = False

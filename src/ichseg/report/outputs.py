@@ -2,9 +2,10 @@
 
 For case NAME in ``out_dir``: ``NAME.nii.gz`` (the mask in the input's geometry),
 ``NAME_votes.nii.gz`` (the ensemble's vote map, when given), ``NAME.json`` (measures,
-uncertainty, postprocessing, input description), ``NAME.png`` (preview), ``NAME.html`` (report)
-and ``NAME_seg.dcm`` (DICOM-SEG, when the input was a DICOM series). A batch adds ``cases.csv``
-and ``report.html``.
+uncertainty, postprocessing, input description), ``NAME.png`` (preview), ``NAME.html`` (report),
+``NAME_seg.dcm`` (DICOM-SEG on the source slices, when the input was a DICOM series) and
+``NAME_ct.nii.gz`` (the CT on the grid the mask lies on, when the reader corrected its geometry or
+``write_ct`` asks for it). A batch adds ``cases.csv`` and ``report.html``.
 
 A case's files appear together or not at all: each is written to a temporary sibling and all are
 renamed into place only once every one of them is complete; if any exists already and
@@ -32,7 +33,7 @@ from ichseg.clinical.measures import case_measures
 from ichseg.ensemble.info import EnsembleInfo
 from ichseg.errors import InputError
 from ichseg.io.ctimage import CTImage
-from ichseg.io.nifti import save_mask
+from ichseg.io.nifti import save_image, save_mask
 from ichseg.report.html import BatchRow, render_batch, render_case
 from ichseg.report.options import OutputOptions
 from ichseg.report.summary import CaseSummary, ReferenceComparison
@@ -62,9 +63,11 @@ class CaseOutputs:
 
 
 def case_file_names(name: str, *, votes: bool, preview: bool, html: bool,
-                    dicom_seg: bool) -> dict[str, str]:
+                    dicom_seg: bool, ct: bool = False) -> dict[str, str]:
     """The file names of case ``name``'s outputs, by kind."""
     names = {"mask": f"{name}.nii.gz", "json": f"{name}.json"}
+    if ct:
+        names["ct"] = f"{name}_ct.nii.gz"
     if votes:
         names["votes"] = f"{name}_votes.nii.gz"
     if preview:
@@ -103,7 +106,8 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
         raise InputError(f"{name}: a DICOM-SEG needs a DICOM input series")
     out_dir = Path(out_dir)
     names = case_file_names(name, votes=vote_map is not None, preview=options.preview,
-                            html=options.html, dicom_seg=dicom_seg)
+                            html=options.html, dicom_seg=dicom_seg,
+                            ct=options.write_ct or bool(_geometry_corrections(image)))
     paths = {kind: out_dir / file_name for kind, file_name in names.items()}
     thumbnail = None
     with ExitStack() as stack:
@@ -117,6 +121,8 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
 
             write_dicom_seg(mask, image, staged["dicom_seg"], overwrite=True)
         save_mask(image, mask, staged["mask"], overwrite=True)
+        if "ct" in staged:
+            save_image(image, staged["ct"], overwrite=True)
         if vote_map is not None:
             save_mask(image, vote_map, staged["votes"], overwrite=True)
         write_json(staged["json"], summary.to_json(), overwrite=True)
@@ -179,7 +185,14 @@ def _describe_input(image: CTImage, keep_identifiers: bool) -> dict[str, Any]:
     if dicom:
         kept = DESCRIPTIVE_DICOM + (LINKING_DICOM if keep_identifiers else ())
         description["dicom"] = {key: dicom[key] for key in kept if key in dicom}
+        if _geometry_corrections(image):  # volumes are measured on the corrected grid: say so
+            description["dicom"]["geometry"] = {**dicom["geometry"], "measured_on": "orthogonal grid"}
     return description
+
+
+def _geometry_corrections(image: CTImage) -> list[str]:
+    """What the DICOM reader corrected (gantry tilt, uneven slices), if anything."""
+    return ((image.metadata.get("dicom") or {}).get("geometry") or {}).get("correction") or []
 
 
 def _compare_reference(mask: np.ndarray, reference: np.ndarray | None,

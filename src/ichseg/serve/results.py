@@ -23,7 +23,8 @@ from pydicom.uid import generate_uid
 from ichseg.clinical.measures import CaseMeasures
 from ichseg.ensemble.info import EnsembleInfo
 from ichseg.io.dicom import IDENTIFYING_KEYWORDS
-from ichseg.io.dicom_seg import write_dicom_seg
+from ichseg.io.dicom_geometry import SourceSlice, nearest_source_slices
+from ichseg.io.dicom_seg import build_dicom_seg
 from ichseg.report.preview import montage_slices, save_montage
 from ichseg.serve.sr import measurement_report
 from ichseg.version import __version__
@@ -65,8 +66,7 @@ def write_results(segmentation: Segmentation, folder: Path) -> dict[str, Path]:
     sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in image.metadata["dicom"]["files"]]
     number = int(sources[0].get("SeriesNumber") or 0)
 
-    write_dicom_seg(mask, image, paths["seg"], overwrite=True)
-    seg = keep_filing_identifiers(pydicom.dcmread(paths["seg"]))
+    seg = keep_filing_identifiers(build_dicom_seg(mask, image))
     seg.save_as(paths["seg"], enforce_file_format=True)
 
     measures = segmentation.measures()
@@ -109,7 +109,7 @@ def key_images(segmentation: Segmentation, sources: list[Dataset], series_number
     sc.BurnedInAnnotation = "YES"
     sc.BodyPartExamined = first.get("BodyPartExamined") or "HEAD"  # unpaired: no Laterality needed
     sc.ImageComments = title
-    sc.SourceImageSequence = [_reference(sources[k]) for k in slices]
+    sc.SourceImageSequence = [_reference(source) for source in nearest_source_slices(image, slices)]
     return sc
 
 
@@ -124,8 +124,11 @@ def patient_orientation(direction: tuple[float, ...]) -> tuple[str, str]:
     return labels[0], labels[1]
 
 
-def _reference(ds: Dataset) -> Dataset:
+def _reference(source: SourceSlice) -> Dataset:
+    """The source slice (and frame, in an enhanced CT) nearest a panel of the key images."""
     item = Dataset()
-    item.ReferencedSOPClassUID = ds.SOPClassUID
-    item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    item.ReferencedSOPClassUID = source.sop_class_uid
+    item.ReferencedSOPInstanceUID = source.sop_instance_uid
+    if source.frame is not None:
+        item.ReferencedFrameNumber = source.frame
     return item
