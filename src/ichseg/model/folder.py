@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ichseg.errors import IchsegError, ModelError
+from ichseg.labels import LabelScheme
 from ichseg.layout import (
     FINAL_CHECKPOINT,
     FOLD_PREFIX,
@@ -109,6 +110,18 @@ class ModelFolder:
     @property
     def preprocessing(self) -> CTPreprocessing:
         return CTPreprocessing.from_dict(self.description["preprocessing"])
+
+    @property
+    def labels(self) -> LabelScheme:
+        """The classes the folder's models segment: their nnU-Net dataset.json's labels (every
+        group of a folder is trained on the same data set)."""
+        group = next(iter(self.description["groups"]))
+        path = self.nnunet_folder(group) / "dataset.json"
+        _require_json(path)
+        try:
+            return LabelScheme.from_dataset_json(json.loads(path.read_text(encoding="utf-8"))["labels"])
+        except (KeyError, IchsegError) as error:
+            raise ModelError(f"{path}: no usable labels ({error})") from None
 
     def group_dir(self, group: str) -> Path:
         return self.path / group

@@ -12,13 +12,16 @@ import numpy as np
 from ichseg.clinical.measures import CaseMeasures, case_measures
 from ichseg.ensemble.info import EnsembleInfo
 from ichseg.io.ctimage import CTImage
+from ichseg.labels import ONE_CLASS, LabelScheme
 
 
 @dataclass(frozen=True)
 class Segmentation:
     """One case's result, in the geometry of the input as given.
 
-    ``mask`` holds 0/1 (uint8) and ``votes`` the number of models marking each voxel (0..C);
+    ``mask`` holds each voxel's class value (uint8; 0/1 for one class, 0..5 for the subtypes),
+    named by ``labels``, and ``votes`` the number of models marking each voxel as any
+    hemorrhage (0..C);
     ``ensemble`` describes how the models were combined (strategy, C, HR, branch of the rule) and
     ``postprocessing`` what the model folder's postprocessing removed (None without one);
     ``intracranial`` the intracranial space its ``intracranial`` rule used (None when no rule
@@ -32,6 +35,7 @@ class Segmentation:
     postprocessing: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     intracranial: np.ndarray | None = None
+    labels: LabelScheme = ONE_CLASS
 
     @property
     def volume_ml(self) -> float:
