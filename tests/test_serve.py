@@ -587,6 +587,33 @@ def test_ct_series_comes_back_as_seg_sc_and_sr_matching_ichseg_predict(node, ort
 
 
 @pytest.mark.slow
+def test_a_tilted_series_comes_back_filed_in_its_study_with_seg_frames_on_its_source_slices(node, orthanc, tmp_path):
+    from scanner_series import Acquisition
+
+    folder = Acquisition(tilt_deg=-18.0).write(tmp_path / "tilted", patient_id="PID-T",
+                                               attributes=dict(IDENTIFIERS))
+    files = sorted(folder.glob("*.dcm"))
+    orthanc.store_to("ichseg", orthanc.upload(files))
+    source = {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(f, stop_before_pixels=True) for f in files)}
+    first = next(iter(source.values()))
+    results = wait_for_results(orthanc, first.StudyInstanceUID)
+    seg, sc, sr = results["seg"][0], results["sc"][0], results["sr"][0]
+    for ds in (seg, sc, sr):
+        assert (ds.StudyInstanceUID, ds.PatientID) == (first.StudyInstanceUID, "PID-T")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
+    for item in seg.PerFrameFunctionalGroupsSequence:  # every frame on its source slice, as sent
+        slice_ = source[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        assert np.allclose(position, [float(v) for v in slice_.ImagePositionPatient], atol=0.01)
+    orientation = seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
+    assert np.allclose([float(v) for v in orientation], [float(v) for v in first.ImageOrientationPatient], atol=1e-4)
+    assert {item.ReferencedSOPInstanceUID for item in sc.SourceImageSequence} <= set(source)
+    done = [e for e in node.events("case_done") if e["series"] == node.key(first.SeriesInstanceUID)]
+    assert len(done) == 1
+    assert_valid_dicom([seg, sc, sr], tmp_path / "dciodvfy")
+
+
+@pytest.mark.slow
 def test_unchanged_resend_is_not_processed_again_but_a_new_instance_is(node, orthanc, tmp_path):
     _, files = ct_series(tmp_path / "series", seed=4)
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
@@ -595,8 +622,10 @@ def test_unchanged_resend_is_not_processed_again_but_a_new_instance_is(node, ort
     orthanc.store_to("ichseg", orthanc_series)
     assert len(wait_for_results(orthanc, first.StudyInstanceUID)["seg"]) == 1
 
-    orthanc.store_to("ichseg", orthanc_series)  # the same instances again
-    time.sleep(QUIET_S + 3)
+    orthanc.store_to("ichseg", orthanc_series)  # the same instances again, answered before this returns
+    with sqlite3.connect(f"file:{node.workspace / 'serve' / 'queue.sqlite'}?mode=ro", uri=True) as db:
+        (state,) = db.execute("SELECT state FROM series WHERE uid = ?", (str(first.SeriesInstanceUID),)).fetchone()
+    assert state == "done"  # not queued again: nothing will segment it a second time
     assert len([e for e in node.events("case_started") if e["series"] == key]) == 1
 
     orthanc.upload(files[-1:])  # the series gains its last slice
