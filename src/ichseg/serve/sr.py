@@ -129,6 +129,7 @@ def _all_types_group(measures: CaseMeasures, ensemble: EnsembleInfo,
     if ensemble.is_ensemble and ensemble.hr is not None:
         found.append(hd.sr.Measurement(name=HALF_RATIO, value=round(float(ensemble.hr), 4), unit=NO_UNITS))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Intracranial hemorrhage, all types"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(),
+                                                     identifier="Intracranial hemorrhage, all types"),
         finding_type=FINDING, finding_sites=[hd.sr.FindingSite(INTRACRANIAL)], algorithm_id=algorithm,
         measurements=found)
