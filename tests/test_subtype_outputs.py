@@ -35,7 +35,12 @@ from ichseg.io.nifti import save_mask
 from ichseg.labels import ONE_CLASS, SUBTYPES
 from ichseg.palette import CLASS_COLORS
 from ichseg.report.options import OutputOptions
-from ichseg.report.outputs import CSV_COLUMNS, write_batch_outputs, write_case_outputs, write_segmentation
+from ichseg.report.outputs import (
+    CSV_COLUMNS,
+    write_batch_outputs,
+    write_case_outputs,
+    write_segmentation,
+)
 from ichseg.report.summary import CaseSummary
 from ichseg.segmentation.result import Segmentation
 from ichseg.serve.results import write_results

@@ -101,8 +101,7 @@ def render_case(summary: CaseSummary, preview_png: bytes | None) -> str:
     body = [
         _header(f"Intracranial hemorrhage: {name}", summary.created),
         _cards(_case_cards(summary)),
-        _preview(preview_png, name, _legend(summary)),
-        _types_section(summary),
+        _preview(preview_png, name, _legend(summary)) + _types_section(summary),
         '<div class="grid2"><div>',
         _abc2_section(measures),
         _components_section(measures),

@@ -81,9 +81,9 @@ def save_montage(image: CTImage, mask: np.ndarray | None, path: str | os.PathLik
     if outside:
         raise InputError(f"{image.name}: slice {outside[0]} outside 0..{n_slices - 1}")
     contours = _contours(mask, labels)
-    figure, panels = _layout(image, len(chosen), caption_lines=0, title=title,
-                             legend=labels != ONE_CLASS and bool(contours))
-    if labels != ONE_CLASS and contours:
+    legend = labels != ONE_CLASS and bool(contours)
+    figure, panels = _layout(image, len(chosen), caption_lines=0, title=title, legend=legend)
+    if legend:
         _legend(figure, contours, title)
     for axes, z in zip(panels, chosen):
         _draw_slice(axes, image, mask, z, window, boundary, contours)
