@@ -4,19 +4,26 @@ from ichseg.clinical.expansion import compare_files, compare_scans, format_compa
 from ichseg.clinical.measures import (
     ABC2Result,
     CaseMeasures,
+    ClassMeasures,
     ComponentsResult,
+    IchScoreImaging,
+    SubtypeMeasures,
     abc2,
     case_measures,
     components,
     hematoma_volume_ml,
     largest_component,
     slices_involved,
+    subtype_measures,
 )
 
 __all__ = [
     "ABC2Result",
     "CaseMeasures",
+    "ClassMeasures",
     "ComponentsResult",
+    "IchScoreImaging",
+    "SubtypeMeasures",
     "abc2",
     "case_measures",
     "compare_files",
@@ -26,4 +33,5 @@ __all__ = [
     "hematoma_volume_ml",
     "largest_component",
     "slices_involved",
+    "subtype_measures",
 ]

@@ -2,6 +2,13 @@
 
 All functions take a mask (z, y, x), where any non-zero voxel is hemorrhage, and its spacing
 (z, y, x) in mm. Slices are the z index: the axial slices of a series as loaded.
+
+A class map of the subtypes (:data:`ichseg.labels.SUBTYPES`) is measured twice: as "any
+hemorrhage", exactly as a one-class mask, and type by type (:class:`SubtypeMeasures`): each
+type's volume, components and slices; ABC/2 on the largest intraparenchymal hematoma, the type it
+is defined for; and the imaging items of the ICH score (Hemphill et al., Stroke 2001), reported as
+items, not as a score, since the score also needs the Glasgow Coma Scale, the age and whether the
+hemorrhage is infratentorial, which a segmentation does not give.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
+from ichseg.labels import ONE_CLASS, LabelScheme
 from ichseg.metrics.overlap import volume_ml
 from ichseg.postprocessing.rules import CONNECTIVITY, label_components
 from ichseg.units import voxel_volume_ml
@@ -22,6 +30,14 @@ from ichseg.units import voxel_volume_ml
 #: counts as one slice, at least the second share as half a slice, below it as none.
 KOTHARI_FULL = 0.75
 KOTHARI_HALF = 0.25
+#: The class ABC/2 is defined for, and the one the ICH score's volume item is about.
+INTRAPARENCHYMAL = "IPH"
+#: The class of the ICH score's other imaging item.
+INTRAVENTRICULAR = "IVH"
+#: ICH score: a hematoma volume of at least this many mL scores one point (Hemphill et al. 2001).
+ICH_SCORE_VOLUME_ML = 30.0
+
+
 @dataclass(frozen=True)
 class ABC2Result:
     """Kothari's ABC/2 estimate and the figures it is made of.
@@ -151,8 +167,8 @@ def slices_involved(mask: np.ndarray) -> list[int]:
 
 @dataclass(frozen=True)
 class HematomaABC2(ABC2Result):
-    """ABC/2 measured on one hematoma (``measured_on``: the largest connected component), beside
-    that component's segmented volume (``segmented_ml``) and the estimate's difference from it."""
+    """ABC/2 measured on one hematoma (``measured_on``: which one), beside that hematoma's
+    segmented volume (``segmented_ml``) and the estimate's difference from it."""
 
     measured_on: str
     segmented_ml: float
@@ -179,10 +195,93 @@ class SliceExtent:
         return {"involved": list(self.involved), "areas_mm2": list(self.areas_mm2), "count": self.count,
                 "total": self.total}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SliceExtent:
+        return cls(tuple(data["involved"]), tuple(data["areas_mm2"]), int(data["total"]))
+
+
+@dataclass(frozen=True)
+class ClassMeasures:
+    """One class of a class map (its label ``value``): volume, components and slices."""
+
+    value: int
+    volume_ml: float
+    voxel_count: int
+    components: ComponentsResult
+    slices: SliceExtent
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "volume_ml": self.volume_ml, "voxel_count": self.voxel_count,
+                "components": self.components.as_dict(), "slices": self.slices.as_dict()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClassMeasures:
+        return cls(int(data["value"]), float(data["volume_ml"]), int(data["voxel_count"]),
+                   _components_from_json(data["components"]), SliceExtent.from_json(data["slices"]))
+
+
+@dataclass(frozen=True)
+class IchScoreImaging:
+    """The imaging items of the ICH score, each shown as found, never added up into a score.
+
+    ``iph_volume_ml`` is the segmented volume of every intraparenchymal voxel (the score's
+    "ICH volume"; Hemphill et al. measured it by ABC/2, which the report gives beside it).
+    """
+
+    iph_volume_ml: float
+    intraventricular_blood: bool
+
+    NOT_ASSESSED = ("Glasgow Coma Scale", "age", "infratentorial origin")
+
+    @property
+    def iph_volume_at_least_30_ml(self) -> bool:
+        return self.iph_volume_ml >= ICH_SCORE_VOLUME_ML
+
+    def to_json(self) -> dict[str, Any]:
+        return {"iph_volume_ml": self.iph_volume_ml, "iph_volume_from": "segmented IPH voxels",
+                "iph_volume_at_least_30_ml": self.iph_volume_at_least_30_ml,
+                "intraventricular_blood": self.intraventricular_blood,
+                "not_assessed": list(self.NOT_ASSESSED)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> IchScoreImaging:
+        return cls(float(data["iph_volume_ml"]), bool(data["intraventricular_blood"]))
+
+
+@dataclass(frozen=True)
+class SubtypeMeasures:
+    """A class map measured type by type: every hemorrhage class of its scheme, by name, present
+    or not; ABC/2 on the largest intraparenchymal hematoma (None without an IPH class) and the
+    ICH score's imaging items (None without IPH and IVH classes)."""
+
+    classes: Mapping[str, ClassMeasures]
+    iph_abc2: HematomaABC2 | None = None
+    ich_score_imaging: IchScoreImaging | None = None
+
+    @property
+    def intraventricular_blood(self) -> bool | None:
+        """Whether the map holds intraventricular blood (None when it has no IVH class)."""
+        ivh = self.classes.get(INTRAVENTRICULAR)
+        return None if ivh is None else ivh.voxel_count > 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"classes": {name: measures.to_json() for name, measures in self.classes.items()},
+                "iph_abc2": self.iph_abc2.as_dict() if self.iph_abc2 is not None else None,
+                "ich_score_imaging": (self.ich_score_imaging.to_json()
+                                      if self.ich_score_imaging is not None else None)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SubtypeMeasures:
+        abc, score = data.get("iph_abc2"), data.get("ich_score_imaging")
+        return cls({str(name): ClassMeasures.from_json(item) for name, item in data["classes"].items()},
+                   HematomaABC2.from_json(abc) if abc else None,
+                   IchScoreImaging.from_json(score) if score else None)
+
 
 @dataclass(frozen=True)
 class CaseMeasures:
-    """Every measure of one case, as the case's JSON and report show them."""
+    """Every measure of one case, as the case's JSON and report show them: "any hemorrhage", and
+    for a class map of several types also each type (``subtypes``; None for one class)."""
 
     volume_ml: float
     voxel_count: int
@@ -190,41 +289,85 @@ class CaseMeasures:
     components: ComponentsResult
     slices: SliceExtent
     spacing_mm: tuple[float, float, float]
+    subtypes: SubtypeMeasures | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"volume_ml": self.volume_ml, "voxel_count": self.voxel_count, "abc2": self.abc2.as_dict(),
+        data = {"volume_ml": self.volume_ml, "voxel_count": self.voxel_count, "abc2": self.abc2.as_dict(),
                 "components": self.components.as_dict(), "slices": self.slices.as_dict(),
                 "spacing_mm": list(self.spacing_mm)}
+        if self.subtypes is not None:
+            data["subtypes"] = self.subtypes.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CaseMeasures:
-        components, slices = data["components"], data["slices"]
+        subtypes = data.get("subtypes")
         return cls(float(data["volume_ml"]), int(data["voxel_count"]), HematomaABC2.from_json(data["abc2"]),
-                   ComponentsResult(int(components["count"]), tuple(components["volumes_ml"]),
-                                    int(components.get("connectivity", CONNECTIVITY))),
-                   SliceExtent(tuple(slices["involved"]), tuple(slices["areas_mm2"]), int(slices["total"])),
-                   (float(data["spacing_mm"][0]), float(data["spacing_mm"][1]), float(data["spacing_mm"][2])))
+                   _components_from_json(data["components"]), SliceExtent.from_json(data["slices"]),
+                   (float(data["spacing_mm"][0]), float(data["spacing_mm"][1]), float(data["spacing_mm"][2])),
+                   SubtypeMeasures.from_json(subtypes) if subtypes else None)
 
 
-def case_measures(mask: np.ndarray, spacing: Sequence[float]) -> CaseMeasures:
-    """Every measure of one case (any non-zero voxel is hemorrhage).
+def _components_from_json(data: Mapping[str, Any]) -> ComponentsResult:
+    return ComponentsResult(int(data["count"]), tuple(data["volumes_ml"]),
+                            int(data.get("connectivity", CONNECTIVITY)))
+
+
+def case_measures(mask: np.ndarray, spacing: Sequence[float],
+                  labels: LabelScheme = ONE_CLASS) -> CaseMeasures:
+    """Every measure of one case: any non-zero voxel is hemorrhage; with a scheme other than
+    :data:`~ichseg.labels.ONE_CLASS` the mask is a class map, measured type by type as well.
 
     ABC/2 measures one hematoma, as a reader would: the largest connected component. Its
     ``difference_ml`` compares the estimate with that component's segmented volume.
     """
-    hematoma = largest_component(mask)
-    hematoma_ml = hematoma_volume_ml(hematoma, spacing)
-    estimate = abc2(hematoma, spacing)
-    involved = slices_involved(mask)
-    pixel_mm2 = float(spacing[1]) * float(spacing[2])
+    mask = np.asarray(mask)
     return CaseMeasures(
         volume_ml=hematoma_volume_ml(mask, spacing),
         voxel_count=int(np.count_nonzero(mask)),
-        abc2=HematomaABC2(**{f.name: getattr(estimate, f.name) for f in fields(ABC2Result)},
-                          measured_on="largest component", segmented_ml=hematoma_ml,
-                          difference_ml=estimate.volume_ml - hematoma_ml),
+        abc2=hematoma_abc2(mask, spacing, "largest component"),
         components=components(mask, spacing),
-        slices=SliceExtent(tuple(involved), tuple(int(np.count_nonzero(mask[k])) * pixel_mm2 for k in involved),
-                           int(np.shape(mask)[0])),
+        slices=slice_extent(mask, spacing),
         spacing_mm=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        subtypes=None if labels == ONE_CLASS else subtype_measures(mask, spacing, labels),
     )
+
+
+def subtype_measures(class_map: np.ndarray, spacing: Sequence[float], labels: LabelScheme) -> SubtypeMeasures:
+    """Each hemorrhage class of ``labels`` measured on its own voxels of ``class_map``.
+
+    ABC/2 is measured on the largest 26-connected intraparenchymal component (IPH voxels only),
+    as a reader measures the hematoma ABC/2 was derived for.
+    """
+    class_map = np.asarray(class_map)
+    classes = {}
+    for value in labels.hemorrhage_values:
+        voxels = class_map == value
+        classes[labels.name(value)] = ClassMeasures(value, hematoma_volume_ml(voxels, spacing),
+                                                    int(np.count_nonzero(voxels)), components(voxels, spacing),
+                                                    slice_extent(voxels, spacing))
+    if INTRAPARENCHYMAL not in classes:
+        return SubtypeMeasures(classes)
+    iph = class_map == labels.value(INTRAPARENCHYMAL)
+    score = (IchScoreImaging(classes[INTRAPARENCHYMAL].volume_ml, classes[INTRAVENTRICULAR].voxel_count > 0)
+             if INTRAVENTRICULAR in classes else None)
+    return SubtypeMeasures(classes, hematoma_abc2(iph, spacing, "largest intraparenchymal (IPH) component"),
+                           score)
+
+
+def hematoma_abc2(mask: np.ndarray, spacing: Sequence[float], measured_on: str) -> HematomaABC2:
+    """ABC/2 on the largest connected component of ``mask``, beside that component's volume."""
+    hematoma = largest_component(mask)
+    hematoma_ml = hematoma_volume_ml(hematoma, spacing)
+    estimate = abc2(hematoma, spacing)
+    return HematomaABC2(**{f.name: getattr(estimate, f.name) for f in fields(ABC2Result)},
+                        measured_on=measured_on, segmented_ml=hematoma_ml,
+                        difference_ml=estimate.volume_ml - hematoma_ml)
+
+
+def slice_extent(mask: np.ndarray, spacing: Sequence[float]) -> SliceExtent:
+    """The slices of ``mask`` (any non-zero voxel) and the hemorrhage area on each."""
+    involved = slices_involved(mask)
+    pixel_mm2 = float(spacing[1]) * float(spacing[2])
+    return SliceExtent(tuple(involved), tuple(int(np.count_nonzero(mask[k])) * pixel_mm2 for k in involved),
+                       int(np.shape(mask)[0]))

@@ -294,7 +294,8 @@ def source_slices(image: CTImage) -> list[SourceSlice]:
 
 def mask_on_source_slices(mask: np.ndarray, image: CTImage, slices: Sequence[SourceSlice]) -> np.ndarray:
     """``mask`` (on ``image``'s grid, whatever it is) at every pixel of every source slice: the
-    voxel nearest the pixel's world position, 0 outside the grid. (slices, rows, columns), uint8."""
+    value of the voxel nearest the pixel's world position (a class map keeps its classes), 0
+    outside the grid. (slices, rows, columns), uint8."""
     to_index = np.linalg.inv(np.asarray(image.direction, float).reshape(3, 3)
                              * np.asarray(image.spacing[::-1], float))
     origin = np.asarray(image.origin, float)
@@ -312,7 +313,7 @@ def mask_on_source_slices(mask: np.ndarray, image: CTImage, slices: Sequence[Sou
             inside &= (index > -0.5 - _ROUNDING_PX) & (index < size[axis] - 0.5 + _ROUNDING_PX)
             nearest.append(np.clip(np.rint(index), 0, size[axis] - 1).astype(np.intp))
         x, y, z = nearest
-        out[k] = inside & (mask[z, y, x] != 0)
+        out[k] = np.where(inside, mask[z, y, x], 0)
     return out
 
 

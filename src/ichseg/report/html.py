@@ -3,7 +3,9 @@
 Pages carry their own CSS and embed their images as base64 PNG, so a report can be mailed,
 archived or opened offline and prints cleanly. Every value inserted is HTML-escaped. The pages
 are built from the case summaries that :mod:`ichseg.report.outputs` writes as JSON, so the page
-and the JSON always agree.
+and the JSON always agree. A case whose mask tells hemorrhage types apart adds a table of the
+types (each in its preview colour), ABC/2 of the largest intraparenchymal hematoma and the ICH
+score's imaging items; a one-class page is what it always was.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from ichseg.clinical.measures import CaseMeasures
+from ichseg.clinical.measures import (
+    ICH_SCORE_VOLUME_ML,
+    CaseMeasures,
+    HematomaABC2,
+    SubtypeMeasures,
+)
+from ichseg.labels import SUBTYPE_NAMES
+from ichseg.palette import class_color
 from ichseg.report.summary import CaseSummary
 from ichseg.version import __version__
 
@@ -92,7 +101,7 @@ def render_case(summary: CaseSummary, preview_png: bytes | None) -> str:
     body = [
         _header(f"Intracranial hemorrhage: {name}", summary.created),
         _cards(_case_cards(summary)),
-        _preview(preview_png, name),
+        _preview(preview_png, name, _legend(summary)) + _types_section(summary),
         '<div class="grid2"><div>',
         _abc2_section(measures),
         _components_section(measures),
@@ -195,14 +204,74 @@ def _case_cards(summary: CaseSummary) -> list[tuple[str, str, str, str]]:
     return cards
 
 
-def _preview(png: bytes | None, name: str) -> str:
+def _preview(png: bytes | None, name: str, legend: str = "") -> str:
     if png is None:
         return ""
     alt = escape(f"Axial slices of {name} with the segmentation")
+    contours = f"contours by type: {legend}" if legend else "red contour: segmentation"
     return ("<h2>Preview</h2><figure>"
             f'<img src="{_data_uri(png)}" alt="{alt}">'
-            "<figcaption>Axial slices with hemorrhage, brain window (W80/L40); red contour: "
-            "segmentation.</figcaption></figure>")
+            f"<figcaption>Axial slices with hemorrhage, brain window (W80/L40); {contours}."
+            "</figcaption></figure>")
+
+
+def _legend(summary: CaseSummary) -> str:
+    """The types of a typed case, each after a mark of its preview colour (markup); "" for one class."""
+    subtypes = summary.measures.subtypes
+    if subtypes is None:
+        return ""
+    return ", ".join(f"{_swatch(name, summary)} {escape(_type_name(name))}" for name in subtypes.classes)
+
+
+def _swatch(name: str, summary: CaseSummary) -> str:
+    color = class_color(name, summary.labels.names[1:])
+    return (f'<span style="display:inline-block;width:0.9em;height:0.9em;border-radius:2px;'
+            f'vertical-align:-0.1em;background:{escape(color)}"></span>')
+
+
+def _type_name(name: str) -> str:
+    return f"{name} ({SUBTYPE_NAMES[name]})" if name in SUBTYPE_NAMES else name
+
+
+def _types_section(summary: CaseSummary) -> str:
+    """Each type's volume, components and slices; ABC/2 of the largest IPH; the ICH score's items."""
+    subtypes = summary.measures.subtypes
+    if subtypes is None:
+        return ""
+    rows = [[_swatch(name, summary) + " " + escape(_type_name(name)), _ml(item.volume_ml),
+             str(item.components.count), escape(_ranges(item.slices.involved) or "–")]
+            for name, item in subtypes.classes.items()]
+    return ("<h2>Hemorrhage by type</h2>"
+            + _table(["Type", "Volume (mL)", "Components", "Slices (z)"], rows, numeric=(1, 2))
+            + '<div class="grid2"><div>' + _iph_abc2_section(subtypes.iph_abc2) + "</div><div>"
+            + _ich_score_section(subtypes) + "</div></div>")
+
+
+def _iph_abc2_section(abc: HematomaABC2 | None) -> str:
+    if abc is None:
+        return ""
+    if abc.slice_index is None:
+        return "<h2>ABC/2 of the intraparenchymal hematoma</h2><p class='muted'>No intraparenchymal hemorrhage.</p>"
+    return ("<h2>ABC/2 of the intraparenchymal hematoma</h2>" + _key_values([
+        ("A × B × C / 2", f"{abc.a_mm:.1f} × {abc.b_mm:.1f} × {abc.c_mm:.1f} mm / 2"),
+        ("Slice used for A and B", f"z {abc.slice_index}"),
+        ("ABC/2", f"{_ml(abc.volume_ml)} mL"),
+        ("Segmented volume of that hematoma", f"{_ml(abc.segmented_ml)} mL"),
+        ("ABC/2 − segmented", f"{_signed_ml(abc.difference_ml)} mL")])
+        + '<p class="muted">Measured on the largest connected intraparenchymal (IPH) component, '
+          "IPH voxels only; C weighted as Kothari's.</p>")
+
+
+def _ich_score_section(subtypes: SubtypeMeasures) -> str:
+    score = subtypes.ich_score_imaging
+    if score is None:
+        return ""
+    return ("<h2>ICH score: imaging items</h2>" + _key_values([
+        (f"Intraparenchymal volume ≥ {ICH_SCORE_VOLUME_ML:g} mL",
+         f"{'yes' if score.iph_volume_at_least_30_ml else 'no'} ({_ml(score.iph_volume_ml)} mL segmented)"),
+        ("Intraventricular blood", "yes" if score.intraventricular_blood else "no")])
+        + '<p class="muted">The items a segmentation shows, not a score: the ICH score also needs the '
+          f"{escape(', '.join(score.NOT_ASSESSED[:-1]))} and {escape(score.NOT_ASSESSED[-1])}.</p>")
 
 
 def _abc2_section(measures: CaseMeasures) -> str:
@@ -327,7 +396,8 @@ def _batch_table(rows: Sequence[BatchRow]) -> str:
     has_reference = any(row.summary.reference is not None for row in rows)
     header = ["Preview", "Case", "Volume (mL)", "ABC/2 (mL)", "Components", "Largest (mL)",
               "Slices (z)"]
-    header += ["HR"] * has_hr + ["Dice"] * has_reference
+    has_types = any(row.summary.measures.subtypes is not None for row in rows)
+    header += ["HR"] * has_hr + ["Dice"] * has_reference + ["By type (mL)"] * has_types
     lines, ids = [], []
     for row in rows:
         summary = row.summary
@@ -344,10 +414,20 @@ def _batch_table(rows: Sequence[BatchRow]) -> str:
             cells.append(f"{hr:.3f}" if hr is not None else "–")
         if has_reference:
             cells.append(f"{summary.reference.dice:.3f}" if summary.reference is not None else "–")
+        if has_types:
+            cells.append(_types_cell(summary))
         lines.append(cells)
         ids.append(f' id="case-{name}"')
-    return _table(header, lines, numeric=tuple(range(2, len(header))), attributes=ids,
+    return _table(header, lines, numeric=tuple(range(2, len(header) - has_types)), attributes=ids,
                   css_class="cases")
+
+
+def _types_cell(summary: CaseSummary) -> str:
+    """The types present in a typed case with their volumes (markup), "–" for one class or none."""
+    subtypes = summary.measures.subtypes
+    present = [f"{_swatch(name, summary)} {escape(name)} {_ml(item.volume_ml)}"
+               for name, item in (subtypes.classes.items() if subtypes is not None else ()) if item.voxel_count]
+    return "<br>".join(present) or "–"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = (),

@@ -1,6 +1,7 @@
 """Everything written for a segmented case, and for a batch of them.
 
-For case NAME in ``out_dir``: ``NAME.nii.gz`` (the mask in the input's geometry),
+For case NAME in ``out_dir``: ``NAME.nii.gz`` (the mask in the input's geometry: 0/1, or each
+voxel's class value for a class map of several hemorrhage types, named in the JSON),
 ``NAME_votes.nii.gz`` (the ensemble's vote map, when given), ``NAME.json`` (measures,
 uncertainty, postprocessing, input description), ``NAME.png`` (preview), ``NAME.html`` (report),
 ``NAME_seg.dcm`` (DICOM-SEG on the source slices, when the input was a DICOM series) and
@@ -29,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ichseg.atomic import atomic_file, write_json, write_text
-from ichseg.clinical.measures import case_measures
+from ichseg.clinical.measures import SubtypeMeasures, case_measures
 from ichseg.ensemble.info import EnsembleInfo
 from ichseg.errors import InputError
 from ichseg.io.ctimage import CTImage
 from ichseg.io.nifti import save_image, save_mask
+from ichseg.labels import ONE_CLASS, LabelScheme
 from ichseg.report.html import BatchRow, render_batch, render_case
 from ichseg.report.options import OutputOptions
 from ichseg.report.summary import CaseSummary, ReferenceComparison
@@ -84,13 +86,16 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
                        vote_map: np.ndarray | None = None, uncertainty: EnsembleInfo | None = None,
                        postprocessing: Mapping[str, Any] | None = None,
                        reference: np.ndarray | None = None,
-                       boundary: np.ndarray | None = None) -> CaseOutputs:
+                       boundary: np.ndarray | None = None, labels: LabelScheme = ONE_CLASS) -> CaseOutputs:
     """Write one case's outputs (see the module's docstring) and return what was written.
 
     ``image`` is the input as loaded (for a DICOM series, not reoriented) and ``mask``,
     ``vote_map``, ``reference`` and ``boundary`` (a line drawn in the preview: the intracranial
     space) are in its geometry. ``name`` defaults to the input's name. The vote map is written
-    when given (``options.save_votes`` is for :func:`write_segmentation`).
+    when given (``options.save_votes`` is for :func:`write_segmentation`). With
+    :data:`~ichseg.labels.ONE_CLASS` every non-zero voxel of ``mask`` is hemorrhage; otherwise
+    ``mask`` is a class map named by ``labels``, and every file tells the types apart. A
+    ``reference`` is compared as any hemorrhage.
     """
     keep_identifiers, overwrite = options.keep_identifiers, options.overwrite
     name = name or image.name
@@ -99,7 +104,7 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
         if array is not None and np.shape(array) != image.shape:
             raise ValueError(f"{name}: {what} shape {np.shape(array)} differs from the image's "
                              f"{image.shape}")
-    mask = np.asarray(mask) != 0
+    mask = _class_map(mask, labels, name)
     is_dicom = "dicom" in image.metadata
     dicom_seg = is_dicom if options.dicom_seg is None else options.dicom_seg
     if dicom_seg and not is_dicom:
@@ -115,11 +120,11 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
                   for kind, path in paths.items()}
         summary = case_summary(image, mask, name=name, uncertainty=uncertainty,
                                postprocessing=postprocessing, reference=reference,
-                               keep_identifiers=keep_identifiers, outputs=names)
+                               keep_identifiers=keep_identifiers, outputs=names, labels=labels)
         if dicom_seg:
             from ichseg.io.dicom_seg import write_dicom_seg
 
-            write_dicom_seg(mask, image, staged["dicom_seg"], overwrite=True)
+            write_dicom_seg(mask, image, staged["dicom_seg"], overwrite=True, labels=labels)
         save_mask(image, mask, staged["mask"], overwrite=True)
         if "ct" in staged:
             save_image(image, staged["ct"], overwrite=True)
@@ -128,7 +133,7 @@ def write_case_outputs(image: CTImage, mask: np.ndarray, out_dir: str | os.PathL
         write_json(staged["json"], summary.to_json(), overwrite=True)
         preview_png = None
         if options.preview:
-            preview_png, thumbnail = _pictures(image, mask, staged["preview"], summary, boundary)
+            preview_png, thumbnail = _pictures(image, mask, staged["preview"], summary, boundary, labels)
         if options.html:
             write_text(staged["html"], render_case(summary, preview_png), overwrite=True)
     return CaseOutputs(name=name, files=paths, summary=summary, thumbnail_png=thumbnail)
@@ -143,7 +148,8 @@ def write_segmentation(segmentation: Segmentation, out_dir: str | os.PathLike,
     return write_case_outputs(segmentation.image, segmentation.mask.array, out_dir, options,
                               vote_map=segmentation.votes.array if votes else None,
                               uncertainty=segmentation.ensemble, postprocessing=segmentation.postprocessing,
-                              boundary=_intracranial_boundary(segmentation) if options.show_intracranial else None)
+                              boundary=_intracranial_boundary(segmentation) if options.show_intracranial else None,
+                              labels=segmentation.labels)
 
 
 def _intracranial_boundary(segmentation: Segmentation) -> np.ndarray | None:
@@ -156,16 +162,30 @@ def _intracranial_boundary(segmentation: Segmentation) -> np.ndarray | None:
     return find_intracranial_space(segmentation.image).mask
 
 
+def _class_map(mask: np.ndarray, labels: LabelScheme, name: str) -> np.ndarray:
+    """``mask`` as written: any hemorrhage (bool) for one class, else its class values (uint8),
+    which must be classes of ``labels``."""
+    mask = np.asarray(mask)
+    if labels == ONE_CLASS:
+        return mask != 0
+    wrong = np.setdiff1d(np.unique(mask), np.arange(labels.n_classes))
+    if wrong.size:
+        raise ValueError(f"{name}: mask values {wrong[:5].tolist()} are not classes of "
+                         f"{', '.join(labels.names)}")
+    return mask.astype(np.uint8)
+
+
 def case_summary(image: CTImage, mask: np.ndarray, *, name: str,
                  uncertainty: EnsembleInfo | None = None,
                  postprocessing: Mapping[str, Any] | None = None,
                  reference: np.ndarray | None = None, keep_identifiers: bool = False,
-                 outputs: Mapping[str, str] | None = None) -> CaseSummary:
-    """The case's summary (its JSON): measures, ensemble uncertainty, postprocessing and input description."""
-    measures = case_measures(mask, image.spacing)
+                 outputs: Mapping[str, str] | None = None, labels: LabelScheme = ONE_CLASS) -> CaseSummary:
+    """The case's summary (its JSON): measures (type by type too for a class map), ensemble
+    uncertainty, postprocessing and input description."""
+    measures = case_measures(mask, image.spacing, labels)
     return CaseSummary(
         case=name, measures=measures, input=_describe_input(image, keep_identifiers), uncertainty=uncertainty,
-        postprocessing=postprocessing,
+        postprocessing=postprocessing, labels=labels,
         reference=_compare_reference(mask, reference, image.spacing, measures.volume_ml),
         outputs=dict(outputs or {}),
         identifiers=dict(image.metadata.get("identifiers", {})) if keep_identifiers else None)
@@ -203,22 +223,22 @@ def _compare_reference(mask: np.ndarray, reference: np.ndarray | None,
 
     reference = np.asarray(reference) != 0
     reference_ml = volume_ml(reference, spacing)
-    return ReferenceComparison(dice(mask, reference), reference_ml, volume - reference_ml)
+    return ReferenceComparison(dice(np.asarray(mask) != 0, reference), reference_ml, volume - reference_ml)
 
 
 def _pictures(image: CTImage, mask: np.ndarray, path: Path, summary: CaseSummary,
-              boundary: np.ndarray | None = None) -> tuple[bytes, bytes]:
+              boundary: np.ndarray | None = None, labels: LabelScheme = ONE_CLASS) -> tuple[bytes, bytes]:
     """Write the preview montage (with the intracranial ``boundary`` when given); return it and a
     thumbnail of the largest hemorrhage slice."""
     from ichseg.report.preview import save_montage
 
     title = f"{summary.case}: {summary.measures.volume_ml:.1f} mL"
-    save_montage(image, mask, path, title=title, overwrite=True, boundary=boundary)
+    save_montage(image, mask, path, title=title, overwrite=True, boundary=boundary, labels=labels)
     largest = summary.measures.abc2.slice_index
     with tempfile.TemporaryDirectory() as scratch:
         thumbnail_path = Path(scratch) / "thumbnail.png"
         save_montage(image, mask, thumbnail_path, slices=None if largest is None else [largest],
-                     max_slices=1)
+                     max_slices=1, labels=labels)
         thumbnail = _shrink(thumbnail_path.read_bytes(), THUMBNAIL_WIDTH)
     return path.read_bytes(), thumbnail
 
@@ -259,11 +279,16 @@ CSV_COLUMNS = ("case", "status", "volume_ml", "abc2_ml", "abc2_a_mm", "abc2_b_mm
 
 
 def batch_csv(cases: Sequence[CaseOutputs], failures: Sequence[tuple[str, str]]) -> str:
-    """The batch table as CSV text; identifier columns only for cases that kept them."""
+    """The batch table as CSV text; identifier columns only for cases that kept them, a volume
+    column per hemorrhage type (``IPH_volume_ml``, ...) after ``volume_ml`` only when some case
+    is a class map of types (blank for the others)."""
     identifier_columns = sorted({key for case in cases for key in case.summary.identifiers or {}})
+    type_columns = list(dict.fromkeys(_type_column(name) for case in cases
+                                      for name in (case.summary.measures.subtypes or _NO_TYPES).classes))
+    at = CSV_COLUMNS.index("volume_ml") + 1
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS, *identifier_columns],
-                            lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS[:at], *type_columns, *CSV_COLUMNS[at:],
+                                                *identifier_columns], lineterminator="\n")
     writer.writeheader()
     for case in cases:
         writer.writerow(_csv_row(case.summary))
@@ -292,8 +317,18 @@ def _csv_row(summary: CaseSummary) -> dict[str, Any]:
         "reference_volume_ml": _number(reference.volume_ml if reference else None),
         "dice": _number(reference.dice if reference else None),
     }
+    for name, item in (measures.subtypes or _NO_TYPES).classes.items():
+        row[_type_column(name)] = _number(item.volume_ml)
     row.update(summary.identifiers or {})
     return {key: ("" if value is None else value) for key, value in row.items()}
+
+
+def _type_column(name: str) -> str:
+    return f"{name}_volume_ml"
+
+
+#: The per-type measures of a case that has no types.
+_NO_TYPES = SubtypeMeasures({})
 
 
 def _number(value: float | None) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ichseg.clinical.measures import CaseMeasures
 from ichseg.ensemble.info import EnsembleInfo
+from ichseg.labels import ONE_CLASS, LabelScheme
 from ichseg.version import __version__
 
 
@@ -33,7 +34,12 @@ class ReferenceComparison:
 class CaseSummary:
     """One case: measures, how the models were combined (``uncertainty``), what postprocessing
     removed, the input's description, the comparison with a reference, the files written (kind
-    -> file name) and, only when asked for, the patient identifiers."""
+    -> file name) and, only when asked for, the patient identifiers.
+
+    ``labels`` names the mask's classes. The JSON says them (``"labels": {"background": 0,
+    "EDH": 1, ...}``, before the measures, which then hold ``subtypes``) only when they are not
+    :data:`~ichseg.labels.ONE_CLASS`: a one-class case's JSON has exactly the keys it always had.
+    """
 
     case: str
     measures: CaseMeasures
@@ -43,6 +49,7 @@ class CaseSummary:
     reference: ReferenceComparison | None = None
     outputs: Mapping[str, str] = field(default_factory=dict)
     identifiers: Mapping[str, str] | None = None
+    labels: LabelScheme = ONE_CLASS
     ichseg_version: str = __version__
     created: str = field(default_factory=lambda: datetime.datetime.now().isoformat(timespec="seconds"))
 
@@ -52,6 +59,7 @@ class CaseSummary:
             "ichseg_version": self.ichseg_version,
             "created": self.created,
             "input": dict(self.input),
+            **({"labels": self.labels.to_dataset_json()} if self.labels != ONE_CLASS else {}),
             "measures": self.measures.to_json(),
             "uncertainty": self.uncertainty.to_json() if self.uncertainty is not None else None,
             "postprocessing": dict(self.postprocessing) if self.postprocessing is not None else None,
@@ -64,7 +72,7 @@ class CaseSummary:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CaseSummary:
-        uncertainty, reference = data.get("uncertainty"), data.get("reference")
+        uncertainty, reference, labels = data.get("uncertainty"), data.get("reference"), data.get("labels")
         return cls(
             case=str(data["case"]),
             measures=CaseMeasures.from_json(data["measures"]),
@@ -74,6 +82,7 @@ class CaseSummary:
             reference=ReferenceComparison(**reference) if reference else None,
             outputs=dict(data.get("outputs") or {}),
             identifiers=data.get("identifiers"),
+            labels=LabelScheme.from_dataset_json(labels) if labels else ONE_CLASS,
             ichseg_version=str(data.get("ichseg_version", "")),
             created=str(data.get("created", "")),
         )

@@ -42,8 +42,9 @@ class Segmentation:
         return float(np.count_nonzero(self.mask.array)) * self.mask.voxel_volume_ml
 
     def measures(self) -> CaseMeasures:
-        """Volume, ABC/2, components and slices (as in the case's JSON)."""
-        return case_measures(self.mask.array, self.mask.spacing)
+        """Volume, ABC/2, components and slices of any hemorrhage, and for a class map of several
+        types each type's as well (as in the case's JSON)."""
+        return case_measures(self.mask.array, self.mask.spacing, self.labels)
 
 
 @dataclass(frozen=True)

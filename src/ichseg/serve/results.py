@@ -4,7 +4,8 @@ All three reference the source series (the SEG frame by frame, the SC through th
 shows, the SR through its evidence and the SEG's segment) and belong to the source's study, so a
 PACS files them with the scan. Each keeps only the patient and study attributes a PACS needs to
 file it there (:data:`FILING_KEYWORDS`); the other identifying attributes highdicom copies from
-the source are emptied (when DICOM requires them present) or removed.
+the source are emptied (when DICOM requires them present) or removed. A class map of several
+hemorrhage types comes back type by type: a segment, a measurement group and a colour per type.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def write_results(segmentation: Segmentation, folder: Path) -> dict[str, Path]:
     sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in image.metadata["dicom"]["files"]]
     number = int(sources[0].get("SeriesNumber") or 0)
 
-    seg = keep_filing_identifiers(build_dicom_seg(mask, image))
+    seg = keep_filing_identifiers(build_dicom_seg(mask, image, labels=segmentation.labels))
     seg.save_as(paths["seg"], enforce_file_format=True)
 
     measures = segmentation.measures()
@@ -79,8 +80,16 @@ def write_results(segmentation: Segmentation, folder: Path) -> dict[str, Path]:
 
 
 def caption(measures: CaseMeasures, ensemble: EnsembleInfo) -> str:
-    """The figures a radiologist reads on the key-image page."""
-    text = f"ICH {measures.volume_ml:.1f} mL, ABC/2 {measures.abc2.volume_ml:.1f} mL"
+    """The figures a radiologist reads on the key-image page: for a class map of several types,
+    each type present, and ABC/2 of the largest intraparenchymal hematoma."""
+    subtypes = measures.subtypes
+    if subtypes is None:
+        text = f"ICH {measures.volume_ml:.1f} mL, ABC/2 {measures.abc2.volume_ml:.1f} mL"
+    else:
+        present = [f"{name} {item.volume_ml:.1f}" for name, item in subtypes.classes.items() if item.voxel_count]
+        text = f"ICH {measures.volume_ml:.1f} mL" + (f" ({', '.join(present)} mL)" if present else "")
+        if subtypes.iph_abc2 is not None and subtypes.iph_abc2.slice_index is not None:
+            text += f", IPH ABC/2 {subtypes.iph_abc2.volume_ml:.1f} mL"
     if ensemble.is_ensemble and ensemble.hr is not None:
         text += f", HR {ensemble.hr:.2f} ({ensemble.n_models} models)"
     return f"{text} - ichseg {__version__}, automatic, not verified"
@@ -88,11 +97,13 @@ def caption(measures: CaseMeasures, ensemble: EnsembleInfo) -> str:
 
 def key_images(segmentation: Segmentation, sources: list[Dataset], series_number: int,
                title: str) -> hd.sc.SCImage:
-    """The slices with hemorrhage (or evenly spaced ones), outlined in red, as one RGB capture."""
+    """The slices with hemorrhage (or evenly spaced ones), outlined in red (each type in its colour,
+    with a legend), as one RGB capture."""
     image, mask = segmentation.image, segmentation.mask.array
     slices = montage_slices(mask, image.shape[0])
     with tempfile.TemporaryDirectory(prefix="ichseg-sc-") as tmp:
-        png = save_montage(image, mask, Path(tmp) / "key.png", slices=slices, title=title)
+        png = save_montage(image, mask, Path(tmp) / "key.png", slices=slices, title=title,
+                           labels=segmentation.labels)
         pixels = np.asarray(Image.open(png).convert("RGB"))
     first = sources[0]
     sc = hd.sc.SCImage(

@@ -9,6 +9,12 @@ finds the numbers without knowing ichseg:
 - ABC/2: SCT 118565006 *Volume*, method DCM 126029 *LWH method for volume of ellipsoid*
   (A·B·C/2 is the ellipsoid's volume from its three diameters), on the largest hematoma
 - uncertainty, with several models: SCT 118586006 *Ratio*, the ensemble's half ratio HR
+
+A class map of several types gives one volumetric group per segment of the DICOM-SEG instead,
+its finding type the type's code (:mod:`ichseg.io.hemorrhage_codes`), site SCT 1101003
+*Intracranial*, its tracking identifier the segment's: the type's volume, and for the
+intraparenchymal hematoma ABC/2 (on the largest one); then one group without a region
+(TID 1501) for all types together: the total volume and the half ratio.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from ichseg.clinical.measures import CaseMeasures
+from ichseg.clinical.measures import INTRAPARENCHYMAL, CaseMeasures
 from ichseg.ensemble.info import EnsembleInfo
+from ichseg.io.dicom_seg import segment_tracking
+from ichseg.io.hemorrhage_codes import INTRACRANIAL, class_coding
 from ichseg.version import __version__
 
 MILLILITER = Code("ml", "UCUM", "milliliter")
@@ -51,22 +59,21 @@ def measurements(measures: CaseMeasures, ensemble: EnsembleInfo) -> list[hd.sr.M
 
 def measurement_report(seg: Dataset, sources: Sequence[Dataset], measures: CaseMeasures,
                        ensemble: EnsembleInfo, series_number: int) -> hd.sr.Comprehensive3DSR:
-    """A Comprehensive 3D SR holding the TID 1500 report on segment 1 of ``seg``.
+    """A Comprehensive 3D SR holding the TID 1500 report on the segments of ``seg``.
 
     ``sources`` are the CT slices the segmentation was made from; they and ``seg`` are listed as
     evidence, which is how the SR references the source series.
     """
     algorithm = hd.sr.AlgorithmIdentification(name="ichseg", version=__version__)
-    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Intracranial hemorrhage"),
-        referenced_segment=hd.sr.ReferencedSegment(  # the segment, and the series it was made from
-            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=1,
-            source_series=hd.sr.SourceSeriesForSegmentation(sources[0].SeriesInstanceUID)),
-        finding_type=FINDING,
-        finding_sites=[hd.sr.FindingSite(FINDING_SITE)],
-        algorithm_id=algorithm,
-        measurements=measurements(measures, ensemble),
-    )
+    tracked = segment_tracking(seg) if measures.subtypes is not None else {}
+    if tracked:
+        groups = [*(_type_group(seg, sources, number, name, uid, measures, algorithm)
+                    for number, (name, uid) in sorted(tracked.items())),
+                  _all_types_group(measures, ensemble, algorithm)]
+    else:
+        groups = [_volumetric_group(seg, sources, 1, hd.sr.TrackingIdentifier(
+            uid=generate_uid(), identifier="Intracranial hemorrhage"), FINDING, FINDING_SITE, algorithm,
+            measurements(measures, ensemble))]
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -74,7 +81,7 @@ def measurement_report(seg: Dataset, sources: Sequence[Dataset], measures: CaseM
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=PROCEDURE,
-        imaging_measurements=[group],
+        imaging_measurements=groups,
     )
     return hd.sr.Comprehensive3DSR(
         evidence=[*sources, seg], content=report, series_instance_uid=generate_uid(),
@@ -82,3 +89,47 @@ def measurement_report(seg: Dataset, sources: Sequence[Dataset], measures: CaseM
         manufacturer="ichseg", is_complete=True, is_final=False, is_verified=False,
         series_description=SERIES_DESCRIPTION,
     )
+
+
+def _volumetric_group(seg: Dataset, sources: Sequence[Dataset], number: int,
+                      tracking: hd.sr.TrackingIdentifier, finding: Code, site: Code,
+                      algorithm: hd.sr.AlgorithmIdentification,
+                      found: list[hd.sr.Measurement]) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """The measurements of segment ``number`` of ``seg`` (which references the source series)."""
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number,
+            source_series=hd.sr.SourceSeriesForSegmentation(sources[0].SeriesInstanceUID)),
+        finding_type=finding, finding_sites=[hd.sr.FindingSite(site)], algorithm_id=algorithm,
+        measurements=found)
+
+
+def _type_group(seg: Dataset, sources: Sequence[Dataset], number: int, name: str, uid: str,
+                measures: CaseMeasures, algorithm: hd.sr.AlgorithmIdentification
+                ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """Segment ``number`` (type ``name``, tracked as ``uid`` in the SEG): its volume, and ABC/2 for
+    the intraparenchymal hematoma."""
+    coding = class_coding(name)
+    subtypes = measures.subtypes
+    found = [hd.sr.Measurement(name=VOLUME, value=round(subtypes.classes[name].volume_ml, 3), unit=MILLILITER,
+                               method=SUM_OF_VOXELS)]
+    if name == INTRAPARENCHYMAL and subtypes.iph_abc2 is not None:
+        found.append(hd.sr.Measurement(name=VOLUME, value=round(subtypes.iph_abc2.volume_ml, 3),
+                                       unit=MILLILITER, method=ELLIPSOID_LWH))
+    return _volumetric_group(seg, sources, number, hd.sr.TrackingIdentifier(uid=uid, identifier=coding.label),
+                             coding.finding, coding.region, algorithm, found)
+
+
+def _all_types_group(measures: CaseMeasures, ensemble: EnsembleInfo,
+                     algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """Every type together, without a region: the total volume and, with several models, HR."""
+    found = [hd.sr.Measurement(name=VOLUME, value=round(measures.volume_ml, 3), unit=MILLILITER,
+                               method=SUM_OF_VOXELS)]
+    if ensemble.is_ensemble and ensemble.hr is not None:
+        found.append(hd.sr.Measurement(name=HALF_RATIO, value=round(float(ensemble.hr), 4), unit=NO_UNITS))
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(),
+                                                     identifier="Intracranial hemorrhage, all types"),
+        finding_type=FINDING, finding_sites=[hd.sr.FindingSite(INTRACRANIAL)], algorithm_id=algorithm,
+        measurements=found)
