@@ -201,3 +201,17 @@ def test_batch_csv_and_report(dicom_case, tmp_path):
     assert "Head &lt;5mm&gt;" in page
     with pytest.raises(OutputExistsError):
         write_batch_outputs([first], [], tmp_path)
+
+
+def test_the_series_the_rules_chose_is_recorded_without_its_uid_unless_asked(tmp_path):
+    image = head_phantom(shape=(5, 32, 32))
+    lines = ["series #2 'Head 5.0 H30s' (5 mm, 7 images, 1.2.826.0.1.3680043.8.498.1): segmented, the closest",
+             "series #4 'Head 1.0 H70h' (1 mm, 33 images, 1.2.826.0.1.3680043.8.498.2): skipped, bone kernel"]
+    image.metadata["series_selection"] = lines
+    hidden = write_case_outputs(image, np.zeros(image.shape, bool), tmp_path / "a", OutputOptions(preview=False))
+    assert hidden.summary.input["series_selection"] == [
+        "series #2 'Head 5.0 H30s' (5 mm, 7 images): segmented, the closest",
+        "series #4 'Head 1.0 H70h' (1 mm, 33 images): skipped, bone kernel"]
+    kept = write_case_outputs(image, np.zeros(image.shape, bool), tmp_path / "b",
+                              OutputOptions(preview=False, keep_identifiers=True))
+    assert kept.summary.input["series_selection"] == lines

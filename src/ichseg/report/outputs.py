@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -49,6 +50,9 @@ DESCRIPTIVE_DICOM = ("Modality", "SeriesDescription", "SeriesNumber", "BodyPartE
                      "ConvolutionKernel")
 #: DICOM UIDs link an output back to the patient's record: only with ``keep_identifiers``.
 LINKING_DICOM = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+
+#: A series' UID as the series rules' lines name it (", 1.2.840....)"): kept with ``keep_identifiers`` only.
+_UID = re.compile(r", [0-9]+(?:\.[0-9]+){4,}(?=\))")
 
 #: Width in pixels of a case's thumbnail in the batch report.
 THUMBNAIL_WIDTH = 300
@@ -207,6 +211,9 @@ def _describe_input(image: CTImage, keep_identifiers: bool) -> dict[str, Any]:
         description["dicom"] = {key: dicom[key] for key in kept if key in dicom}
         if _geometry_corrections(image):  # volumes are measured on the corrected grid: say so
             description["dicom"]["geometry"] = {**dicom["geometry"], "measured_on": "orthogonal grid"}
+    selection = image.metadata.get("series_selection")
+    if selection:  # which series of a study was segmented, and why each other was not
+        description["series_selection"] = [line if keep_identifiers else _UID.sub("", line) for line in selection]
     return description
 
 
