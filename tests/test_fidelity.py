@@ -120,7 +120,8 @@ def test_each_model_gives_nnunets_probabilities_on_a_resampled_cropped_case(mode
     model_set = ModelSet(models, models.select(), CPU, NO_MIRRORING)
     assert {m.configuration for m in model_set.models} == {"3d_fullres", "2d"}
     prepared = model_set.prepare(case)
-    for model, network, output in zip(model_set.models, model_set.networks, model_set.probabilities(prepared)):
+    outputs = model_set.probabilities(prepared)
+    for model, network, output in zip(model_set.models, model_set.networks, outputs, strict=True):
         assert network.plan.spacing != case.spacing[-len(network.plan.spacing):]
         assert_same_masks(output.probability.numpy(), nnunet_probability(network, case), model.configuration)
 

@@ -174,11 +174,11 @@ def test_all_series_gives_one_named_case_per_eligible_series(study):
 
 
 def test_all_series_cases_are_written_under_their_names_and_a_resumed_batch_skips_them(study, tmp_path):
-    from ichseg.ensemble.spec import EnsembleSpec
-    from ichseg.report.options import OutputOptions
     from ichseg.batch.manifest import open_run
     from ichseg.batch.runner import BatchModels, predict_folder, segment_batch
+    from ichseg.ensemble.spec import EnsembleSpec
     from ichseg.io.inputs import ReadOptions
+    from ichseg.report.options import OutputOptions
     from ichseg.segmentation.segmenter import Segmenter
     from test_segmenter import FakeModels
 

@@ -26,8 +26,6 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from faulty_pacs import RecordingSCP, SilentListener, full_backlog
-from orthanc import LOOPBACK, Orthanc, free_port, require_binary, running_orthanc
 from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -39,6 +37,7 @@ from pydicom.uid import (
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from faulty_pacs import RecordingSCP, SilentListener, full_backlog
 from ichseg.cli import main
 from ichseg.data.synth import generate_case
 from ichseg.ensemble.info import EnsembleInfo
@@ -63,6 +62,7 @@ from ichseg.serve.scp import StorageServer, screen
 from ichseg.serve.sender import Sender, read_result
 from ichseg.serve.store import Store
 from ichseg.serve.worker import Worker
+from orthanc import LOOPBACK, Orthanc, free_port, require_binary, running_orthanc
 
 NODE_AET = "ICHSEG"
 QUIET_S = 1.0
@@ -180,7 +180,7 @@ def seg_volume(seg: pydicom.Dataset, source_uids: list[str]) -> np.ndarray:
     index = {uid: k for k, uid in enumerate(source_uids)}
     frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
     volume = np.zeros((len(source_uids), seg.Rows, seg.Columns), np.uint8)
-    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True):
         volume[index[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]] = frame
     return volume
 

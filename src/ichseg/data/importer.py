@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ichseg.version import __version__
 from ichseg.atomic import atomic_dir, check_output_dir, refuse_existing, write_json
 from ichseg.errors import InputError
+from ichseg.io.hu_checks import check_intensities
 from ichseg.io.image import (
     CANONICAL_ORIENTATION,
     IMAGE_SUFFIXES,
@@ -56,7 +56,6 @@ from ichseg.io.image import (
     save_mask,
 )
 from ichseg.io.inputs import entry_problem
-from ichseg.io.hu_checks import check_intensities
 from ichseg.labels import (
     ONE_CLASS,
     SUBTYPES,
@@ -67,6 +66,7 @@ from ichseg.labels import (
     parse_label_mapping,
 )
 from ichseg.progress import progress_bar
+from ichseg.version import __version__
 from ichseg.workspace import Workspace
 
 #: Channel name that makes nnU-Net apply its CT normalisation.

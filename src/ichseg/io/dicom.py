@@ -287,11 +287,11 @@ def _load_series(folder: Path, info: SeriesInfo, allow_gaps: bool = False) -> CT
     if info.modality != "CT":
         raise InputError(f"{where}: modality is {info.modality or 'missing'}, expected CT")
     datasets = [_read_full(path, where) for path in info.files]
-    slices = [plane for path, ds in zip(info.files, datasets) for plane in _source_slices(ds, path, where)]
+    slices = [plane for path, ds in zip(info.files, datasets, strict=True) for plane in _source_slices(ds, path, where)]
     _check_same(slices, where)
     slices = sort_along_normal(slices)
     grid = plan_grid(slices, where, allow_gaps=allow_gaps)
-    frames = {path: _hu_frames(ds, path, where) for path, ds in zip(info.files, datasets)}
+    frames = {path: _hu_frames(ds, path, where) for path, ds in zip(info.files, datasets, strict=True)}
     stack = np.stack([frames[plane.file][(plane.frame or 1) - 1] for plane in slices])
     del frames
     return CTImage(

@@ -267,7 +267,7 @@ def _tilt_deg(in_plane: np.ndarray, depths: np.ndarray) -> float:
 def _shift_slices(stack: np.ndarray, shifts: np.ndarray, shape: tuple[int, int], fill: float) -> np.ndarray:
     """Each slice moved so that its pixel (0, 0) lands at ``shifts[k]`` on a ``shape`` plane."""
     out = np.empty((len(stack), *shape), np.float32)
-    for k, (plane, shift) in enumerate(zip(stack, shifts)):
+    for k, (plane, shift) in enumerate(zip(stack, shifts, strict=True)):
         ndimage.affine_transform(plane.astype(np.float32, copy=False), np.ones(2), offset=-shift,
                                  output_shape=shape, output=out[k], order=1, mode="constant", cval=fill)
     return out
@@ -277,7 +277,7 @@ def _interpolate_planes(stack: np.ndarray, source_depths: np.ndarray, depths: np
     """Linear interpolation along the normal; planes past the last slice repeat it."""
     out = np.empty((len(depths), *stack.shape[1:]), np.float32)
     upper = np.clip(np.searchsorted(source_depths, depths), 1, len(source_depths) - 1)
-    for j, (depth, hi) in enumerate(zip(depths, upper)):
+    for j, (depth, hi) in enumerate(zip(depths, upper, strict=True)):
         lo = hi - 1
         weight = float(np.clip((depth - source_depths[lo]) / (source_depths[hi] - source_depths[lo]), 0, 1))
         out[j] = (1 - weight) * stack[lo] + weight * stack[hi]
@@ -321,7 +321,7 @@ def nearest_source_slices(image: CTImage, planes: Sequence[int]) -> list[SourceS
     slices = source_slices(image)
     axes = np.asarray(image.direction, float).reshape(3, 3)
     normals = np.array([slice_axes(s.orientation)[2] for s in slices])
-    offsets = np.array([np.asarray(s.position) @ n for s, n in zip(slices, normals)])
+    offsets = np.array([np.asarray(s.position) @ n for s, n in zip(slices, normals, strict=True)])
     centre = (np.asarray(image.shape[::-1], float) - 1) / 2 * np.asarray(image.spacing[::-1])
     nearest = []
     for plane in planes:

@@ -160,7 +160,7 @@ def compare_folders(preds: Sequence[PathLike], ref: PathLike, *,
     classes = resolve_labels(ref, labels)
     plans = [_plan(path, ref, nsd_tolerance_mm, missing, classes) for path in preds]
     _fill(plans, workers, progress)
-    evaluations = {name: evaluation for name, (evaluation, _) in zip(names, plans)}
+    evaluations = {name: evaluation for name, (evaluation, _) in zip(names, plans, strict=True)}
     results = {name: evaluation.rows for name, evaluation in evaluations.items()}
     ranking = rank_methods(results) if any(results.values()) else []
     return Comparison(Path(ref), evaluations, ranking, _class_rankings(evaluations))

@@ -158,8 +158,8 @@ def _metrics_csv(evaluations: Mapping[str, Evaluation], with_method: bool) -> st
 def _case_rows(evaluation: Evaluation) -> list[dict[str, object]]:
     names = [ANY, *evaluation.class_rows]
     return [{"case": row["case"], "class": name, **row}
-            for rows in zip(evaluation.rows, *evaluation.class_rows.values())
-            for name, row in zip(names, rows)]
+            for rows in zip(evaluation.rows, *evaluation.class_rows.values(), strict=True)
+            for name, row in zip(names, rows, strict=True)]
 
 
 def _ranking_csv(comparison: Comparison) -> str:

@@ -141,7 +141,7 @@ def select_rule(cases: Sequence[Case],
         raise ValueError("the metric function must return 'dice'")
     baseline = _summarise(scores[candidates.index(Postprocessing())], metrics)
     rows = []
-    for rule, rule_scores, (voxels, components_removed) in zip(candidates, scores, removed):
+    for rule, rule_scores, (voxels, components_removed) in zip(candidates, scores, removed, strict=True):
         means, non_finite = _summarise(rule_scores, metrics)
         worse = tuple(name for name in metrics
                       if _is_worse(name, means, non_finite, baseline, margin))
@@ -206,7 +206,7 @@ def format_selection(selection: Selection) -> str:
                   ", ".join(row.worse) or "-"]
         lines.append(cells)
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+    table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
                       for line in lines)
     return (f"{table}\n\n{selection.n_cases} cases; margin {selection.margin:g} (absolute for "
             f"Dice, NSD, RVD; relative for distances)\nchosen: {selection.reason}")

@@ -170,7 +170,7 @@ class Head:
             phases=rng.uniform(0, 2 * math.pi, n_waves),
             warp=_random_directions(rng, 4) * (2 * math.pi / rng.uniform(50.0, 70.0)),
             warp_phases=rng.uniform(0, 2 * math.pi, 4),
-            scale=tuple(i / n for i, n in zip(inner, NOMINAL_INNER)),
+            scale=tuple(i / n for i, n in zip(inner, NOMINAL_INNER, strict=True)),
             ventricle_scale=rng.uniform(0.85, 1.35),
             calcified_choroid=bool(rng.random() < 0.6),
             calcified_pineal=bool(rng.random() < 0.5),
@@ -216,7 +216,7 @@ class Head:
         """1 at the middle of the frontal sinus, falling to 0 a few centimetres around it."""
         extent = np.zeros(np.shape(nu), np.float32)
         front = nv < -0.6  # elsewhere below 1e-5
-        du, dv, dw = (c[front] - np.float32(f) for c, f in zip((nu, nv, nw), FRONTAL_SINUS_DIRECTION))
+        du, dv, dw = (c[front] - np.float32(f) for c, f in zip((nu, nv, nw), FRONTAL_SINUS_DIRECTION, strict=True))
         extent[front] = np.exp(-(du * du / np.float32(0.03) + (dv * dv + dw * dw) / np.float32(0.012)))
         return extent
 

@@ -128,7 +128,7 @@ def _head_crop(head: Head, axes: tuple[np.ndarray, np.ndarray], block: int) -> t
     """Render index ranges along y and x that hold the head, in whole output pixels."""
     half = head.world_half_extent()
     crop = []
-    for coords, center, extent in zip(axes, head.center[1::-1], half[1::-1]):
+    for coords, center, extent in zip(axes, head.center[1::-1], half[1::-1], strict=True):
         lo = int(np.searchsorted(coords, center - extent)) // block * block
         hi = -(-int(np.searchsorted(coords, center + extent, "right")) // block) * block
         crop.append(slice(lo, min(hi, len(coords))))

@@ -146,10 +146,10 @@ def _sulci(slab: Slab, band: np.ndarray, depth: np.ndarray) -> np.ndarray:
     p = [c[band] for c in (slab.u, slab.v, slab.w)]
     n = [c[band] for c in (slab.nu, slab.nv, slab.nw)]
     slow = [np.sin(sum(np.float32(k[i]) * p[i] for i in range(3)) + np.float32(phase))
-            for k, phase in zip(head.warp, head.warp_phases)]
+            for k, phase in zip(head.warp, head.warp_phases, strict=True)]
     bent = [n[i] + np.float32(0.05) * slow[i] for i in range(3)]
     pattern = np.zeros(depth.shape, np.float32)
-    for k, phase in zip(head.waves, head.phases):
+    for k, phase in zip(head.waves, head.phases, strict=True):
         pattern += np.cos(sum(np.float32(k[i]) * bent[i] for i in range(3)) + np.float32(phase))
     gradient = float(np.linalg.norm(head.waves[0])) * math.sqrt(len(head.phases) / 2)
     across = np.abs(pattern) * slab.r[band] / np.float32(gradient)
