@@ -452,8 +452,8 @@ class Row:
             "what": self.what, "mirroring": self.mirroring, "n_models": self.n_models,
             "ichseg": {"seconds": m.seconds, "seconds_per_case": m.per_case(), "load_seconds": m.load_seconds,
                        "peak_memory_bytes": m.peak_bytes, "tile_passes_per_case": [w.passes for w in m.workloads],
-                       "flops_per_case": [w.flops for w in m.workloads], "tile_passes_per_second": m.passes_per_second(),
-                       "tflops": m.tflops()},
+                       "flops_per_case": [w.flops for w in m.workloads],
+                       "tile_passes_per_second": m.passes_per_second(), "tflops": m.tflops()},
             "nnunet_seconds_per_case": self.nnunet_per_case, "ichseg_seconds_per_case_same_cases": self.ichseg_matched,
             "ratio_nnunet_over_ichseg": self.nnunet_per_case / self.ichseg_matched,
             "max_abs_probability_difference": self.max_abs_dp, "dice_masks": self.dice}

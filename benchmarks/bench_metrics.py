@@ -20,6 +20,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 import argparse  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
@@ -98,15 +99,14 @@ def main() -> None:
     for name, (pred, ref) in pairs().items():
         print(f"\n{name}: reference {np.count_nonzero(ref):,} voxels, prediction "
               f"{np.count_nonzero(pred):,} voxels")
-        ours_s, ours = best_time(lambda: case_metrics(pred, ref, SPACING, TOLERANCE_MM),
-                                 args.repeats)
+        ours_s, ours = best_time(partial(case_metrics, pred, ref, SPACING, TOLERANCE_MM), args.repeats)
         print(f"  ichseg case_metrics (all metrics): {ours_s:.3f} s  "
               + ", ".join(f"{key} {ours[key]:.6g}" for key in ("dice", "hd", "hd95", "nsd")))
         if deepmind is None:
             print("  DeepMind surface-distance is not installed (pip install surface-distance)")
             continue
         pred_bool, ref_bool = pred.astype(bool), ref.astype(bool)
-        theirs_s, theirs = best_time(lambda: deepmind(pred_bool, ref_bool), args.repeats)
+        theirs_s, theirs = best_time(partial(deepmind, pred_bool, ref_bool), args.repeats)
         agree = all(np.isclose(ours[key], float(value), rtol=1e-6, atol=1e-9)
                     for key, value in theirs.items())
         print(f"  DeepMind surface-distance:         {theirs_s:.3f} s  "

@@ -128,7 +128,8 @@ def test_each_model_gives_nnunets_probabilities_on_a_resampled_cropped_case(mode
 
 @pytest.mark.usefixtures("nnunets_norms")
 def test_an_ensemble_gives_nnunets_per_model_probabilities_combined(models, case):
-    segmenter = Segmenter.load(models.path, InferenceSettings(ensemble=EnsembleSpec("mean"), mirroring=False), device="cpu")
+    settings = InferenceSettings(ensemble=EnsembleSpec("mean"), mirroring=False)
+    segmenter = Segmenter.load(models.path, settings, device="cpu")
     segmentation = segmenter.segment(case)
     each = [nnunet_probability(n, case) for n in segmenter.models.networks]
     reference = np.mean(each, axis=0)

@@ -346,7 +346,8 @@ def test_a_rules_file_replaces_the_default(study, tmp_path):
 @pytest.mark.parametrize(("text", "problem"), [
     ("{not json", "cannot read series rules"),
     ('{"rules": []}', "'rules' must be a non-empty list"),
-    ('{"rules": [{"name": "x", "require": {"Kernel": "B"}, "reason": "r"}]}', "rule 1 ('x'): unknown attribute 'Kernel'"),
+    ('{"rules": [{"name": "x", "require": {"Kernel": "B"}, "reason": "r"}]}',
+     "rule 1 ('x'): unknown attribute 'Kernel'"),
     ('{"rules": [{"name": "x", "require": {"SeriesDescription": "(bone"}, "reason": "r"}]}', "bad regular expression"),
     ('{"rules": [{"name": "x", "require": {"SliceThickness": [1, 2, 3]}, "reason": "r"}]}', "is not a condition"),
     ('{"rules": [{"name": "x", "require": {"Modality": "CT"}, "reason": "{Kernel}"}]}', "bad placeholder"),

@@ -40,7 +40,8 @@ def screen(ds: Dataset) -> str | None:
         return f"modality {modality}: only CT is segmented"
     sop_class = UID(str(ds.get("SOPClassUID", "")))
     if sop_class not in CT_CLASSES:
-        return f"{sop_class.name or 'no SOP class'}: only CT Image Storage and (Legacy Converted) Enhanced CT are segmented"
+        return (f"{sop_class.name or 'no SOP class'}: only CT Image Storage and (Legacy Converted) Enhanced CT "
+                "are segmented")
     if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]:
         return "localizer (scout) images"
     return None
