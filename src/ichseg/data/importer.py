@@ -293,7 +293,8 @@ def _files_by_case(folder: Path, endings: tuple[str, ...],
 def _pair_files(images: dict[str, list[Path]], labels: dict[str, list[Path]],
                 image_folder: Path, label_folder: Path) -> tuple[list[CasePair], list[Problem]]:
     """Match images and labels by case name; every unmatched or doubled file is a problem."""
-    pairs, problems = [], []
+    pairs: list[CasePair] = []
+    problems: list[Problem] = []
     for name in sorted(images.keys() | labels.keys()):
         case_images, case_labels = images.get(name, []), labels.get(name, [])
         for files in (case_images, case_labels):
@@ -324,6 +325,7 @@ def _import_cases(pairs: list[CasePair], labels: LabelMapping, staging: Path, pr
         if problems:
             failed.set()
         elif not failed.is_set():
+            assert image is not None and label is not None  # both read: a file that is not gives a problem
             _write_case(pair.name, image, label.with_array(labels.apply(label.array)), staging)
         return problems, warnings
 

@@ -39,7 +39,7 @@ class CTImage:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.array.shape)  # type: ignore[return-value]
+        return tuple(self.array.shape)
 
     @property
     def voxel_volume_ml(self) -> float:

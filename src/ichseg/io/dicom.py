@@ -43,6 +43,8 @@ from ichseg.io.dicom_geometry import (
     AIR_HU,
     SliceGrid,
     SourceSlice,
+    header_pair,
+    header_point,
     plan_grid,
     sort_along_normal,
 )
@@ -212,7 +214,7 @@ def _dicom_files(folder: Path) -> list[Path]:
 
 
 def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
-    headers = []
+    headers: list[tuple[Path, Dataset]] = []
     for path in _dicom_files(folder):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
@@ -326,9 +328,9 @@ def _source_slices(ds: Dataset, path: Path, where: str) -> list[SourceSlice]:
         raise InputError(f"{where}: file {path.name} is not a grey-scale image")
     return [SourceSlice(file=path, sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
                         sop_class_uid=str(ds.get("SOPClassUID", "")), frame=None,
-                        position=tuple(float(v) for v in ds.ImagePositionPatient),  # type: ignore[arg-type]
+                        position=header_point(ds.ImagePositionPatient),
                         orientation=tuple(float(v) for v in ds.ImageOrientationPatient),
-                        pixel_spacing=tuple(float(v) for v in ds.PixelSpacing),  # type: ignore[arg-type]
+                        pixel_spacing=header_pair(ds.PixelSpacing),
                         rows=int(ds.Rows), columns=int(ds.Columns))]
 
 
@@ -461,7 +463,7 @@ def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
     stored = stored.astype(np.int16)
     axes = np.asarray(image.direction, float).reshape(3, 3)
     if positions is None:
-        positions = [np.asarray(image.origin, float) + k * image.spacing[0] * axes[:, 2]
+        positions = [(np.asarray(image.origin, float) + k * image.spacing[0] * axes[:, 2]).tolist()
                      for k in range(stored.shape[0])]
     if len(positions) != stored.shape[0]:
         raise ValueError(f"{len(positions)} positions for {stored.shape[0]} slices")
@@ -470,15 +472,15 @@ def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
     with atomic_dir(folder, overwrite) as tmp:
         for k, position in enumerate(positions):
             ds = _ct_slice(stored[k], np.asarray(position, float), axes, image.spacing)
-            ds.update({
+            for keyword, value in {
                 "PatientName": patient_name, "PatientID": patient_id,
                 "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
                 "FrameOfReferenceUID": frame_uid, "SeriesNumber": series_number,
                 "InstanceNumber": k + 1, "SeriesDescription": series_description,
                 "RescaleSlope": f"{rescale_slope:g}", "RescaleIntercept": f"{rescale_intercept:g}",
                 "StudyDate": now.strftime("%Y%m%d"), "StudyTime": now.strftime("%H%M%S"),
-            })
-            for keyword, value in (attributes or {}).items():
+                **(attributes or {}),
+            }.items():
                 setattr(ds, keyword, value)
             ds.save_as(tmp / f"slice_{k + 1:04d}.dcm", enforce_file_format=True)
     return Path(folder)

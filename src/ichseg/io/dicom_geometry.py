@@ -23,7 +23,7 @@ slice a grid plane shows.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,18 @@ class SourceSlice:
         return cls(Path(record["file"]), str(record["SOPInstanceUID"]), str(record["SOPClassUID"]),
                    record["frame"], tuple(record["position"]), tuple(record["orientation"]),
                    tuple(record["pixel_spacing"]), int(record["rows"]), int(record["columns"]))
+
+
+def header_point(values: Iterable[Any]) -> tuple[float, float, float]:
+    """A header's three decimal strings (ImagePositionPatient) as a point in mm."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
+def header_pair(values: Iterable[Any]) -> tuple[float, float]:
+    """A header's two decimal strings (PixelSpacing: between rows, between columns) as floats."""
+    first, second = (float(v) for v in values)
+    return first, second
 
 
 def slice_axes(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,11 +194,12 @@ def plan_grid(slices: Sequence[SourceSlice], where: str, *, allow_gaps: bool = F
     grid_depths = _equidistant(depths) if len(runs) > 1 else None
     n_planes = len(grid_depths) if grid_depths is not None else len(slices)
     step = (grid_depths[1] - grid_depths[0]) if grid_depths is not None else depths[-1] / (len(depths) - 1)
+    rows, columns = (int(n) for n in np.array([slices[0].rows, slices[0].columns]) + pad_before + pad_after)
     return SliceGrid(
         axes=np.column_stack([row, col, normal]),
         origin=positions[0] - pad_before[1] * pixel[1] * row - pad_before[0] * pixel[0] * col,
         spacing=(float(step), float(pixel[0]), float(pixel[1])),
-        shape=(n_planes, *(int(n) for n in np.array([slices[0].rows, slices[0].columns]) + pad_before + pad_after)),
+        shape=(n_planes, rows, columns),
         source_depths=depths,
         shifts=shifts_px + pad_before if sheared else None,
         depths=grid_depths,

@@ -149,6 +149,7 @@ def scan_inputs(path: str | os.PathLike, *, series: str | None = None, all_serie
     problem = entry_problem(path)
     if problem is not None:
         raise InputError(problem)
+    problems: list[tuple[str, str]]
     if path.is_file() or is_dicom_input(path):
         entries, problems = [path], []
     else:

@@ -81,7 +81,7 @@ def loss_from_dict(data: Any, where: str) -> LossSpec:
     return LossSpec(
         dice_weight=_number(data.get("dice_weight", 1.0), f"{where}.dice_weight"),
         ce_weight=_number(data.get("ce_weight", 1.0), f"{where}.ce_weight"),
-        class_weights=weights,  # type: ignore[arg-type]
+        class_weights=weights,
     )
 
 

@@ -10,6 +10,7 @@ the source are emptied (when DICOM requires them present) or removed.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,7 +87,7 @@ def caption(measures: CaseMeasures, ensemble: EnsembleInfo) -> str:
     return f"{text} - ichseg {__version__}, automatic, not verified"
 
 
-def key_images(segmentation: Segmentation, sources: list[Dataset], series_number: int,
+def key_images(segmentation: Segmentation, sources: Sequence[Dataset], series_number: int,
                title: str) -> hd.sc.SCImage:
     """The slices with hemorrhage (or evenly spaced ones), outlined in red, as one RGB capture."""
     image, mask = segmentation.image, segmentation.mask.array

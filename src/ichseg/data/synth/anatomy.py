@@ -66,7 +66,8 @@ class Ellipsoid:
                          [0.0, 0.0, 1.0]])
 
     def scaled(self, factor: float) -> Ellipsoid:
-        return Ellipsoid(self.center, tuple(a * factor for a in self.axes), self.yaw)
+        a, b, c = self.axes
+        return Ellipsoid(self.center, (a * factor, b * factor, c * factor), self.yaw)
 
 
 def _pair(shape: Ellipsoid) -> tuple[Ellipsoid, Ellipsoid]:
@@ -170,7 +171,7 @@ class Head:
             phases=rng.uniform(0, 2 * math.pi, n_waves),
             warp=_random_directions(rng, 4) * (2 * math.pi / rng.uniform(50.0, 70.0)),
             warp_phases=rng.uniform(0, 2 * math.pi, 4),
-            scale=tuple(i / n for i, n in zip(inner, NOMINAL_INNER, strict=True)),
+            scale=(inner[0] / NOMINAL_INNER[0], inner[1] / NOMINAL_INNER[1], inner[2] / NOMINAL_INNER[2]),
             ventricle_scale=rng.uniform(0.85, 1.35),
             calcified_choroid=bool(rng.random() < 0.6),
             calcified_pineal=bool(rng.random() < 0.5),

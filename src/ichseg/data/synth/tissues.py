@@ -69,7 +69,8 @@ def _draw_head(slab: Slab) -> None:
     slab.bone_depth = contour_depth - np.float32(head.scalp_mm)
     slab.skull_mm = head.skull_thickness(nu, nv, nw)
     hole = None if head.defect is None else head.defect.contains(nu, nv, nw)
-    if hole is not None and head.defect.kind == "craniectomy":  # the brain swells into the gap
+    defect_kind = None if head.defect is None else head.defect.kind
+    if hole is not None and defect_kind == "craniectomy":  # the brain swells into the gap
         slab.skull_mm = np.where(hole, np.float32(0), slab.skull_mm)
     depth_inner = slab.bone_depth - slab.skull_mm
     above_floor = slab.w - cranial_floor_height(slab.un, slab.vn) * np.float32(head.scale[2])
@@ -80,7 +81,7 @@ def _draw_head(slab: Slab) -> None:
     slab.cavity = inside_inner & (above_floor > 0)
     skull = (slab.bone_depth > 0) & ~inside_inner
     neck = slab.wn < NECK_LEVEL
-    slab.plug = skull & hole if hole is not None and head.defect.kind == "burr_hole" else None
+    slab.plug = skull & hole if hole is not None and defect_kind == "burr_hole" else None
     if slab.plug is not None:
         skull &= ~slab.plug
     slab.vault = skull & ~neck
