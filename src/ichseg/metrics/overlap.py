@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ichseg.postprocessing.rules import label_components
+from ichseg.connectivity import label_components
 from ichseg.units import MM3_PER_ML, voxel_volume_mm3
 
 
