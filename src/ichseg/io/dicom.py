@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ichseg.atomic import atomic_dir
 from ichseg.errors import InputError, first_line
-from ichseg.io.ctimage import CTImage
+from ichseg.io.ctimage import CTImage, is_dicomdir
 from ichseg.io.dicom_geometry import (
     AIR_HU,
     SliceGrid,
@@ -55,8 +54,7 @@ from ichseg.io.enhanced_ct import (
     has_one_rescale,
     is_multi_frame_ct,
 )
-from ichseg.io.image import is_dicomdir
-from ichseg.io.series_selection import SeriesChoice, SeriesSelection, choose_series
+from ichseg.io.series_selection import SeriesChoice, SeriesInfo, SeriesSelection, choose_series
 
 #: Header attributes that identify a patient, a visit or the people and places involved. They go
 #: to ``metadata["identifiers"]`` and reach an output only when the user asks for them.
@@ -74,60 +72,11 @@ SERIES_KEYWORDS = (
     "ManufacturerModelName", "SliceThickness", "KVP", "ConvolutionKernel", "ImageType",
 )
 
-#: Where the slice normal points most, by axis of the patient coordinate system (x, y, z).
-_PLANES = ("sagittal", "coronal", "axial")
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 #: Orientation cosines and pixel spacings of one series may differ by this much.
 _COSINE_TOLERANCE = 1e-4
 _SPACING_TOLERANCE_MM = 1e-3
-
-
-@dataclass(frozen=True)
-class SeriesInfo:
-    """One series found in a folder, as its first file's headers describe it (what the series
-    selection rules test, :mod:`ichseg.io.series_selection`)."""
-
-    uid: str
-    number: int | None
-    description: str
-    modality: str
-    files: tuple[Path, ...]
-    study_uid: str = ""
-    sop_class: str = ""
-    image_type: tuple[str, ...] = ()
-    kernel: tuple[str, ...] = ()
-    kernel_group: str = ""
-    manufacturer: str = ""
-    thickness_mm: float | None = None
-    n_slices: int = 0
-    normal: tuple[float, float, float] | None = None
-    """The slice normal (row × column direction cosines) in patient coordinates."""
-
-    @property
-    def n_files(self) -> int:
-        return len(self.files)
-
-    @property
-    def orientation(self) -> str:
-        """The plane the slices lie in nearest: axial, coronal, sagittal (or unknown)."""
-        if self.normal is None:
-            return "unknown"
-        return _PLANES[int(np.argmax(np.abs(self.normal)))]
-
-    def label(self) -> str:
-        """The series as a radiographer finds it in a viewer: number, description, thickness,
-        image count, and its UID (for ``--series``)."""
-        number = f"#{self.number} " if self.number is not None else ""
-        thickness = f"{self.thickness_mm:g} mm, " if self.thickness_mm is not None else ""
-        images = f"{self.n_slices} image{'s' if self.n_slices != 1 else ''}"
-        return f"series {number}'{self.description}' ({thickness}{images}, {self.uid})"
-
-    def describe(self) -> str:
-        """One line for listings and error messages."""
-        number = f"#{self.number} " if self.number is not None else ""
-        return (f"{self.uid} ({number}'{self.description}', {self.modality or 'no modality'}, "
-                f"{self.orientation}, {self.n_files} files)")
 
 
 def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
