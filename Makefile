@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast clean
+.PHONY: demo test test-fast lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 # Everything but the tests marked slow (end-to-end training, prediction, serve, Ray): under a minute.
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -q -m "not slow"
+
+# ruff (pyflakes, pycodestyle, bugbear, import order) and mypy, as configured in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 
 clean:
 	rm -rf $(VENV) ichseg-workspace

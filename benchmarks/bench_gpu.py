@@ -59,7 +59,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's helpers (no package here)
 from bench_inference import _is_planned as is_planned
 from bench_inference import describe_machine, say
-
 from ichseg.atomic import write_json
 from ichseg.errors import IchsegError
 from ichseg.io.image import CTImage, case_name, is_image_file, load_image, save_mask
@@ -231,7 +230,7 @@ def count_tiles(shape: tuple[int, ...], patch: tuple[int, ...]) -> int:
 
     if len(patch) < len(shape):
         return shape[0] * count_tiles(shape[1:], patch)
-    padded = tuple(max(s, p) for s, p in zip(shape, patch))
+    padded = tuple(max(s, p) for s, p in zip(shape, patch, strict=True))
     return prod(len(steps) for steps in compute_steps_for_sliding_window(padded, patch, STEP_SIZE))
 
 
@@ -453,8 +452,8 @@ class Row:
             "what": self.what, "mirroring": self.mirroring, "n_models": self.n_models,
             "ichseg": {"seconds": m.seconds, "seconds_per_case": m.per_case(), "load_seconds": m.load_seconds,
                        "peak_memory_bytes": m.peak_bytes, "tile_passes_per_case": [w.passes for w in m.workloads],
-                       "flops_per_case": [w.flops for w in m.workloads], "tile_passes_per_second": m.passes_per_second(),
-                       "tflops": m.tflops()},
+                       "flops_per_case": [w.flops for w in m.workloads],
+                       "tile_passes_per_second": m.passes_per_second(), "tflops": m.tflops()},
             "nnunet_seconds_per_case": self.nnunet_per_case, "ichseg_seconds_per_case_same_cases": self.ichseg_matched,
             "ratio_nnunet_over_ichseg": self.nnunet_per_case / self.ichseg_matched,
             "max_abs_probability_difference": self.max_abs_dp, "dice_masks": self.dice}

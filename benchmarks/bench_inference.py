@@ -103,7 +103,7 @@ def prepare(args: argparse.Namespace) -> Setup:
     cases = sorted(p for p in (test_dir / "data").iterdir() if is_image_file(p))
     inputs = root / f"inputs-{args.size}-{args.cases}"
     folders = [inputs / "nnunet", inputs / "warmup", inputs / "warmup-nnunet"]
-    for folder, files, nnunet_names in zip(folders, (cases, cases[:1], cases[:1]), (True, False, True)):
+    for folder, files, nnunet_names in zip(folders, (cases, cases[:1], cases[:1]), (True, False, True), strict=True):
         _copy_cases(files, folder, nnunet_names)
     return Setup(root, test_dir / "data", *folders, model, models)
 
@@ -292,7 +292,7 @@ class Runner:
         """One nnU-Net prediction per model into its own folder, then ``combine`` those folders."""
         def run(inputs: Inputs, work: Path) -> RouteOutput:
             folders = [work / f"{m.group}_fold{m.fold}" for m in models]
-            for model, folder in zip(models, folders):
+            for model, folder in zip(models, folders, strict=True):
                 self.nnunet_predict(model.nnunet_folder, [model.fold], inputs.nnunet, folder,
                                     probabilities=probabilities)
             combine(folders, work / combined_name)
@@ -311,7 +311,7 @@ class Runner:
         def run(inputs: Inputs, work: Path) -> RouteOutput:
             several = len(groups) > 1
             folders = [work / group for group in groups]
-            for (folder_path, folds), folder in zip(groups.values(), folders):
+            for (folder_path, folds), folder in zip(groups.values(), folders, strict=True):
                 self.nnunet_predict(folder_path, folds, inputs.nnunet, folder, probabilities=several)
             if not several:
                 return RouteOutput(folders[0])

@@ -20,6 +20,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 import argparse  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
@@ -34,12 +35,12 @@ TOLERANCE_MM = 0.42
 def hemorrhage(rng: np.random.Generator, centre_mm, radii_mm) -> np.ndarray:
     """An irregular blob: an ellipsoid whose radius varies with a smooth random field."""
     mask = np.zeros(SHAPE, dtype=np.uint8)
-    low = [max(0, int((c - 1.6 * r) / s)) for c, r, s in zip(centre_mm, radii_mm, SPACING)]
+    low = [max(0, int((c - 1.6 * r) / s)) for c, r, s in zip(centre_mm, radii_mm, SPACING, strict=True)]
     high = [min(n, int((c + 1.6 * r) / s) + 1)
-            for c, r, s, n in zip(centre_mm, radii_mm, SPACING, SHAPE)]
-    box = tuple(slice(a, b) for a, b in zip(low, high))
-    grid = np.meshgrid(*[np.arange(a, b) * s for a, b, s in zip(low, high, SPACING)], indexing="ij")
-    radius = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre_mm, radii_mm))
+            for c, r, s, n in zip(centre_mm, radii_mm, SPACING, SHAPE, strict=True)]
+    box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+    grid = np.meshgrid(*[np.arange(a, b) * s for a, b, s in zip(low, high, SPACING, strict=True)], indexing="ij")
+    radius = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre_mm, radii_mm, strict=True))
     roughness = ndimage.gaussian_filter(rng.standard_normal(radius.shape), (0.6, 8, 8))
     mask[box] = radius < 1 + 0.25 * roughness / roughness.std()
     return mask
@@ -51,7 +52,7 @@ def pairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     ref = hemorrhage(rng, centre, (30.0, 30.0, 25.0))
     pred = hemorrhage(rng, (centre[0] + 3, centre[1] + 1.5, centre[2] - 1), (28.0, 31.0, 26.0))
     scattered = pred.copy()
-    corners = zip(rng.integers(5, 65, 40), rng.integers(40, 470, 40), rng.integers(40, 470, 40))
+    corners = zip(rng.integers(5, 65, 40), rng.integers(40, 470, 40), rng.integers(40, 470, 40), strict=True)
     for z, y, x in corners:
         scattered[z, y:y + 4, x:x + 4] = 1
     return {"blob": (pred, ref), "blob + scattered false positives": (scattered, ref)}
@@ -98,15 +99,14 @@ def main() -> None:
     for name, (pred, ref) in pairs().items():
         print(f"\n{name}: reference {np.count_nonzero(ref):,} voxels, prediction "
               f"{np.count_nonzero(pred):,} voxels")
-        ours_s, ours = best_time(lambda: case_metrics(pred, ref, SPACING, TOLERANCE_MM),
-                                 args.repeats)
+        ours_s, ours = best_time(partial(case_metrics, pred, ref, SPACING, TOLERANCE_MM), args.repeats)
         print(f"  ichseg case_metrics (all metrics): {ours_s:.3f} s  "
               + ", ".join(f"{key} {ours[key]:.6g}" for key in ("dice", "hd", "hd95", "nsd")))
         if deepmind is None:
             print("  DeepMind surface-distance is not installed (pip install surface-distance)")
             continue
         pred_bool, ref_bool = pred.astype(bool), ref.astype(bool)
-        theirs_s, theirs = best_time(lambda: deepmind(pred_bool, ref_bool), args.repeats)
+        theirs_s, theirs = best_time(partial(deepmind, pred_bool, ref_bool), args.repeats)
         agree = all(np.isclose(ours[key], float(value), rtol=1e-6, atol=1e-9)
                     for key, value in theirs.items())
         print(f"  DeepMind surface-distance:         {theirs_s:.3f} s  "

@@ -40,9 +40,9 @@ BLEEDS = ((1, (60, 60, 60), (12, 25, 8)), (2, (100, 110, 130), (20, 22, 18)),
 
 def bleed(rng: np.random.Generator, labels: np.ndarray, value: int, centre, radii) -> None:
     """An ellipsoid whose radius varies with a smooth random field, written as ``value``."""
-    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(SHAPE, SPACING)], indexing="ij",
+    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(SHAPE, SPACING, strict=True)], indexing="ij",
                        sparse=True)
-    radius = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii))
+    radius = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True))
     near = radius < 2
     roughness = ndimage.gaussian_filter(rng.standard_normal(SHAPE).astype(np.float32), (0.6, 8, 8))
     labels[near & (radius < 1 + 0.25 * roughness / roughness.std())] = value
@@ -53,7 +53,7 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
     ref, pred = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
     for value, centre, radii in BLEEDS:
         bleed(rng, ref, value, centre, radii)
-        moved = tuple(c + d for c, d in zip(centre, (2.0, 1.5, -1.0)))
+        moved = tuple(c + d for c, d in zip(centre, (2.0, 1.5, -1.0), strict=True))
         bleed(rng, pred, value, moved, tuple(r * 1.05 for r in radii))
     pred[(pred == 2) & (np.arange(SHAPE[2]) * SPACING[2] > 135)] = 3
     return pred, ref

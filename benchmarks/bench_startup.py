@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 TORCH_ONLY = "import torch"
-LOAD = ("import sys, json; from ichseg.segmentation.segmenter import Segmenter; s = Segmenter.load({model!r}, device={device!r}); "
+LOAD = ("import sys, json; from ichseg.segmentation.segmenter import Segmenter; "
+        "s = Segmenter.load({model!r}, device={device!r}); "
         "print(json.dumps({{'models': len(s.models), 'heavy': sorted(m for m in sys.modules if m.startswith("
         "('torch._dynamo', 'nnunetv2.training', 'nnunetv2.inference.predict_from_raw_data', 'matplotlib')))}}))")
 FIRST_CASE = ("from ichseg.segmentation.segmenter import Segmenter; s = Segmenter.load({model!r}, device={device!r}); "

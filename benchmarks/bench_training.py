@@ -62,7 +62,6 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's helpers (no package here)
 from bench_inference import describe_machine, say
-
 from ichseg.atomic import write_json
 from ichseg.errors import IchsegError
 from ichseg.metrics.summary import text_table
@@ -164,7 +163,7 @@ class Run:
     @property
     def totals(self) -> list[float]:
         """Each iteration's seconds, data loading included."""
-        return [data + step for data, step in zip(self.data_s, self.step_s)]
+        return [data + step for data, step in zip(self.data_s, self.step_s, strict=True)]
 
     @property
     def spread(self) -> float:
@@ -191,13 +190,11 @@ class Run:
 
 def side_switches(args: argparse.Namespace, device: torch.device) -> dict[str, Switches]:
     """Each side's switches: as its command sets them (``as-run``), or alike for both."""
-    import torch
-
     compile_value = {"as-run": None, "on": "1", "off": "0"}[args.compile]
     cuda = device.type == "cuda"  # both commands tune cuDNN on CUDA (ichseg.engine.fold_training.cudnn_autotuning)
     benchmark = {"as-run": (cuda, cuda), "on": (True, True),
                  "off": (False, False)}[args.cudnn_benchmark]
-    return {side: Switches(compile_value, flag) for side, flag in zip(SIDES, benchmark)}
+    return {side: Switches(compile_value, flag) for side, flag in zip(SIDES, benchmark, strict=True)}
 
 
 def build_trainer(side: str, ws: Workspace, job: ModelJob, device: torch.device, switches: Switches,

@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from orthanc import LOOPBACK
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Comprehensive3DSRStorage,
     SecondaryCaptureImageStorage,
     SegmentationStorage,
 )
+
+from orthanc import LOOPBACK
 
 
 @dataclass

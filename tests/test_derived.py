@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from phantoms import head_phantom
 
 from ichseg.data.derived import derived_dataset
 from ichseg.data.importer import import_dataset
@@ -13,6 +12,7 @@ from ichseg.io.image import load_image, save_image, save_mask
 from ichseg.labels import ONE_CLASS, SUBTYPES
 from ichseg.preprocessing.pipeline import CTPreprocessing
 from ichseg.workspace import Workspace
+from phantoms import head_phantom
 
 LIANGWEI = CTPreprocessing(window_level=96, window_width=59, pad_slices=1)
 

@@ -8,13 +8,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from phantoms import head_phantom
 from pydicom.uid import RLELossless
 
 from ichseg.errors import InputError
 from ichseg.io import load_image, save_image
 from ichseg.io.dicom import list_series, load_dicom_series, write_ct_series
 from ichseg.io.image import CTImage
+from phantoms import head_phantom
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_metadata_separates_identifiers_and_follows_slice_order(series):
     assert loaded.metadata["dicom"]["Modality"] == "CT"
     # slice k of the array is the file written for z index k, by position
     for k, (path, uid) in enumerate(zip(loaded.metadata["dicom"]["files"],
-                                        loaded.metadata["dicom"]["SOPInstanceUIDs"])):
+                                        loaded.metadata["dicom"]["SOPInstanceUIDs"], strict=True)):
         ds = pydicom.dcmread(path)
         assert str(ds.SOPInstanceUID) == uid
         assert int(ds.InstanceNumber) == k + 1
@@ -109,7 +109,7 @@ def edit(folder, index, **attributes):
 def shift_position(folder, index, offset):
     ds = pydicom.dcmread(files_of(folder)[index])
     edit(folder, index, ImagePositionPatient=[
-        f"{float(v) + d:.4f}" for v, d in zip(ds.ImagePositionPatient, offset)])
+        f"{float(v) + d:.4f}" for v, d in zip(ds.ImagePositionPatient, offset, strict=True)])
 
 
 def remove_middle(folder):

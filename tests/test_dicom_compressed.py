@@ -34,7 +34,8 @@ def gdcmconv(source: Path, folder: Path, option: str) -> Path:
     folder.mkdir(parents=True)
     for path in sorted(source.glob("*.dcm")):
         subprocess.run([binary, option, str(path), str(folder / path.name)], check=True, timeout=60)
-        assert pydicom.dcmread(folder / path.name, stop_before_pixels=True).file_meta.TransferSyntaxUID == GDCMCONV[option]
+        written = pydicom.dcmread(folder / path.name, stop_before_pixels=True)
+        assert written.file_meta.TransferSyntaxUID == GDCMCONV[option]
     return folder
 
 

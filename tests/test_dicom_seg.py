@@ -58,7 +58,7 @@ def test_frames_reference_the_right_source_slices(loaded, tmp_path):
     ds = pydicom.dcmread(path)  # the same, read without highdicom
     frames = ds.pixel_array
     seen = set()
-    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence):
+    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
         source_uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         k = uids.index(source_uid)
         seen.add(k)
@@ -138,7 +138,7 @@ def frame_references(ds: pydicom.Dataset) -> list[tuple[np.ndarray, pydicom.Data
     shared = ds.SharedFunctionalGroupsSequence[0]
     frames = ds.pixel_array.reshape(int(ds.NumberOfFrames), ds.Rows, ds.Columns)
     found = []
-    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence):
+    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
         groups = pydicom.Dataset()
         groups.update(shared)
         groups.update(item)
@@ -194,7 +194,7 @@ def test_results_for_the_pacs_refer_to_the_source_slices_of_a_tilted_series(tmp_
     referenced = [item.ReferencedSOPInstanceUID for item in sc.SourceImageSequence]
     assert len(referenced) == len(shown)
     origin_depth = np.dot(image.origin, np.asarray(image.direction).reshape(3, 3)[:, 2])
-    for k, uid in zip(shown, referenced):  # the source slice nearest the plane the panel shows
+    for k, uid in zip(shown, referenced, strict=True):  # the source slice nearest the plane the panel shows
         plane = origin_depth + k * image.spacing[0]
         assert abs(depth[uid] - plane) == pytest.approx(min(abs(d - plane) for d in depth.values()))
     seg = pydicom.dcmread(paths["seg"])

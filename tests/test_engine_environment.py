@@ -47,9 +47,9 @@ def test_captured_output_takes_stdout_and_deprecations_only(tmp_path, capsys):
         with environment.captured_output(log, verbose=False):
             print("nnU-Net says hello")
             print("ichseg: an error", file=sys.stderr)
-            warnings.warn("old API", DeprecationWarning)
-            warnings.warn("planned change", FutureWarning)
-            warnings.warn("something about the data", UserWarning)
+            warnings.warn("old API", DeprecationWarning, stacklevel=1)
+            warnings.warn("planned change", FutureWarning, stacklevel=1)
+            warnings.warn("something about the data", UserWarning, stacklevel=1)
     assert log.read_text() == "nnU-Net says hello\n"
     assert capsys.readouterr() == ("", "ichseg: an error\n")
     assert [str(w.message) for w in caught] == ["something about the data"]

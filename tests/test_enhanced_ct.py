@@ -97,7 +97,8 @@ def test_a_frame_without_position_and_missing_frames_are_refused_naming_the_fram
 
     single = write_ct_series(head_phantom(), tmp_path / "gap")
     sorted(single.glob("*.dcm"))[3].unlink()
-    with pytest.raises(InputError, match=r"1 missing slice\(s\) between files enhanced.dcm frame \d and enhanced.dcm frame \d"):
+    with pytest.raises(InputError,
+                       match=r"1 missing slice\(s\) between files enhanced.dcm frame \d and enhanced.dcm frame \d"):
         load_dicom_series(convert(single, tmp_path / "gap_enhanced"))
 
 

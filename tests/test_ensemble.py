@@ -198,7 +198,7 @@ def test_accumulator_refuses_mixed_inputs():
     with pytest.raises(ValueError):
         accumulator.add(np.zeros((1, 2, 3)))
     with pytest.raises(ValueError):
-        EnsembleAccumulator((1, 2, 2)).votes
+        _ = EnsembleAccumulator((1, 2, 2)).votes
 
 
 def peak_memory_accumulating(n_models: int, shape=(32, 64, 64)) -> int:

@@ -126,7 +126,7 @@ def test_outputs_are_written_and_not_overwritten_by_default(cases, tmp_path):
     with open(out / "metrics.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [row["case"] for row in table] == ["c0", "c1", "c2"]
-    for written, row in zip(table, evaluation.rows):
+    for written, row in zip(table, evaluation.rows, strict=True):
         assert {key: float(value) for key, value in written.items() if key != "case"} == \
             {key: value for key, value in row.items() if key != "case"}
     summary = json.loads((out / "summary.json").read_text())

@@ -120,14 +120,16 @@ def test_each_model_gives_nnunets_probabilities_on_a_resampled_cropped_case(mode
     model_set = ModelSet(models, models.select(), CPU, NO_MIRRORING)
     assert {m.configuration for m in model_set.models} == {"3d_fullres", "2d"}
     prepared = model_set.prepare(case)
-    for model, network, output in zip(model_set.models, model_set.networks, model_set.probabilities(prepared)):
+    outputs = model_set.probabilities(prepared)
+    for model, network, output in zip(model_set.models, model_set.networks, outputs, strict=True):
         assert network.plan.spacing != case.spacing[-len(network.plan.spacing):]
         assert_same_masks(output.probability.numpy(), nnunet_probability(network, case), model.configuration)
 
 
 @pytest.mark.usefixtures("nnunets_norms")
 def test_an_ensemble_gives_nnunets_per_model_probabilities_combined(models, case):
-    segmenter = Segmenter.load(models.path, InferenceSettings(ensemble=EnsembleSpec("mean"), mirroring=False), device="cpu")
+    settings = InferenceSettings(ensemble=EnsembleSpec("mean"), mirroring=False)
+    segmenter = Segmenter.load(models.path, settings, device="cpu")
     segmentation = segmenter.segment(case)
     each = [nnunet_probability(n, case) for n in segmenter.models.networks]
     reference = np.mean(each, axis=0)

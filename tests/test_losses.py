@@ -84,7 +84,7 @@ def test_optimiser_and_poly_schedule_follow_the_recipe(optimizer, kind):
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-        for ours, theirs in zip(opt.param_groups[0]["params"], reference.param_groups[0]["params"]):
+        for ours, theirs in zip(opt.param_groups[0]["params"], reference.param_groups[0]["params"], strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
     for epoch in (0, 3, 9):
         scheduler.step(epoch)

@@ -161,7 +161,7 @@ def test_rows_for_any_hemorrhage_and_each_class(typed):
     evaluation = evaluate_folders(typed / "shifted", typed / "ref", workers=1, progress=False)
     assert evaluation.ok and evaluation.labels.scheme == SUBTYPES
     assert evaluation.labels.source == str(typed / "labels.json")
-    for case, row, *class_rows in zip(range(4), evaluation.rows, *evaluation.class_rows.values()):
+    for case, row, *class_rows in zip(range(4), evaluation.rows, *evaluation.class_rows.values(), strict=True):
         pred, ref = np.roll(reference(case), 1, axis=2), reference(case)
         if case == 0:
             pred[6, 26:28, 26:28] = 1

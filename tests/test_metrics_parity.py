@@ -135,7 +135,7 @@ def test_enough_random_pairs():
 def test_random_pairs_match_deepmind(deepmind, nearest_point_method, seed):
     pred, ref, spacing = random_pair(seed)
     tolerances, values = deepmind_values_of_pair(deepmind, seed)
-    for tolerance, theirs in zip(tolerances, values):
+    for tolerance, theirs in zip(tolerances, values, strict=True):
         assert_close(case_metrics(pred, ref, spacing, tolerance), theirs)
 
 

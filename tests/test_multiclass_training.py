@@ -21,11 +21,11 @@ def type_by_region(label: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 def test_li_chen_3d_model_trains_one_output_per_subtype(tmp_path):
+    from ichseg.commands import train
     from ichseg.data.importer import import_dataset
     from ichseg.data.synth import synthesize
     from ichseg.engine.checkpoint import load_checkpoint
     from ichseg.io.image import load_image, save_mask
-    from ichseg.commands import train
     from ichseg.training import plan
     from ichseg.workspace import Workspace
 

@@ -11,7 +11,6 @@ import re
 import highdicom as hd
 import numpy as np
 import pytest
-from phantoms import head_phantom
 
 from ichseg.clinical import case_measures
 from ichseg.ensemble.info import EnsembleInfo
@@ -21,6 +20,7 @@ from ichseg.io.dicom import load_dicom_series, write_ct_series
 from ichseg.report import outputs as outputs_module
 from ichseg.report.options import OutputOptions
 from ichseg.report.outputs import write_batch_outputs, write_case_outputs
+from phantoms import head_phantom
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IDENTIFIERS = {"PatientName": "DOE^JANE", "PatientID": "PID-4711",

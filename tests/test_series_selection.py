@@ -174,11 +174,11 @@ def test_all_series_gives_one_named_case_per_eligible_series(study):
 
 
 def test_all_series_cases_are_written_under_their_names_and_a_resumed_batch_skips_them(study, tmp_path):
-    from ichseg.ensemble.spec import EnsembleSpec
-    from ichseg.report.options import OutputOptions
     from ichseg.batch.manifest import open_run
     from ichseg.batch.runner import BatchModels, predict_folder, segment_batch
+    from ichseg.ensemble.spec import EnsembleSpec
     from ichseg.io.inputs import ReadOptions
+    from ichseg.report.options import OutputOptions
     from ichseg.segmentation.segmenter import Segmenter
     from test_segmenter import FakeModels
 
@@ -346,7 +346,8 @@ def test_a_rules_file_replaces_the_default(study, tmp_path):
 @pytest.mark.parametrize(("text", "problem"), [
     ("{not json", "cannot read series rules"),
     ('{"rules": []}', "'rules' must be a non-empty list"),
-    ('{"rules": [{"name": "x", "require": {"Kernel": "B"}, "reason": "r"}]}', "rule 1 ('x'): unknown attribute 'Kernel'"),
+    ('{"rules": [{"name": "x", "require": {"Kernel": "B"}, "reason": "r"}]}',
+     "rule 1 ('x'): unknown attribute 'Kernel'"),
     ('{"rules": [{"name": "x", "require": {"SeriesDescription": "(bone"}, "reason": "r"}]}', "bad regular expression"),
     ('{"rules": [{"name": "x", "require": {"SliceThickness": [1, 2, 3]}, "reason": "r"}]}', "is not a condition"),
     ('{"rules": [{"name": "x", "require": {"Modality": "CT"}, "reason": "{Kernel}"}]}', "bad placeholder"),

@@ -53,7 +53,7 @@ def skull_interior(tissues: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     all the slice's brain and CSF (at the skull base thick slices may show the ring open)."""
     interior = np.stack([ndimage.binary_fill_holes(plane == Tissue.BONE) for plane in tissues])
     brain = np.isin(tissues, list(INTRACRANIAL_TISSUES - {Tissue.BLOOD}))
-    closed = np.array([np.all(inside[plane]) for inside, plane in zip(interior, brain)])
+    closed = np.array([np.all(inside[plane]) for inside, plane in zip(interior, brain, strict=True)])
     return interior, closed
 
 
@@ -188,7 +188,7 @@ def test_synthesize_writes_the_instance_layout_with_a_consistent_table(tmp_path)
     rows = read_csv(out / "cases.csv")
     assert list(rows[0]) == ["name", "types", "volume_ml", "spacing_z", "spacing_y", "spacing_x",
                              "shape_z", "shape_y", "shape_x"]
-    for record, row in zip(records, rows):
+    for record, row in zip(records, rows, strict=True):
         image, image_spacing = read_nifti(out / "data" / f"{row['name']}.nii.gz")
         label, label_spacing = read_nifti(out / "label" / f"{row['name']}.nii.gz")
         assert image.dtype == np.int16 and label.dtype == np.uint8

@@ -59,7 +59,7 @@ def head_samples(head: Head, spacing: float = 2.5) -> dict[str, np.ndarray]:
     beam hardening (``hu``) and what beam hardening adds (``beam``)."""
     half = head.world_half_extent()
     z, y, x = (np.arange(c - h, c + h, spacing, dtype=np.float32)
-               for c, h in zip(head.center[::-1], half[::-1]))
+               for c, h in zip(head.center[::-1], half[::-1], strict=True))
     parts: dict[str, list[np.ndarray]] = {name: [] for name in (*SAMPLE_FIELDS, "beam")}
     for k in range(0, len(z), 10):
         slab = anatomy_slab(head, z[k:k + 10], y, x, np.zeros((len(y), len(x)), np.float32))

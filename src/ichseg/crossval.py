@@ -150,7 +150,7 @@ def cv_tables(results: dict[str, list[dict[str, float]]]) -> tuple[str, str]:
         markdown += ("\n## Cases without hemorrhage in the reference\n\n"
                      + markdown_table(*empty_reference_table(results)))
     rows = summary_rows(results, CV_METRICS)
-    for row, summary in zip(rows, empty.values()):
+    for row, summary in zip(rows, empty.values(), strict=True):
         row.update({"empty_ref_cases": summary["n_cases"],
                     "empty_ref_without_fp": summary["n_without_fp"]})
         row.update({f"empty_ref_{metric}_{field}": summary[metric][field]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
@@ -21,6 +21,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -56,8 +57,8 @@ def make_progress(enabled: bool = True) -> Progress | PlainProgress:
 def progress_bar(items: Iterable[T], description: str, enabled: bool = True,
                  total: int | None = None) -> Iterator[T]:
     """Iterate ``items`` while showing progress (see :func:`make_progress`)."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
+    if total is None and isinstance(items, Sized):
+        total = len(items)
     with make_progress(enabled) as progress:
         task = progress.add_task(description, total=total)
         for item in items:
@@ -85,7 +86,7 @@ class PlainProgress:
         self.stream = stream
         self.step = step
         self.interval_s = interval_s
-        self._tasks: dict[int, _PlainTask] = {}
+        self._tasks: dict[TaskID, _PlainTask] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -101,16 +102,16 @@ class PlainProgress:
             self._ticker.join()
 
     def add_task(self, description: str, total: float | None = None, every_step: bool = False,
-                 **_fields: Any) -> int:
+                 **_fields: Any) -> TaskID:
         with self._lock:
-            task_id = len(self._tasks)
+            task_id = TaskID(len(self._tasks))
             self._tasks[task_id] = _PlainTask(description.strip(), total, every_step)
             return task_id
 
-    def advance(self, task_id: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         self.update(task_id, advance=advance)
 
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
+    def update(self, task_id: TaskID, *, completed: float | None = None, total: float | None = None,
                advance: float | None = None, description: str | None = None,
                **_fields: Any) -> None:
         with self._lock:
@@ -126,7 +127,7 @@ class PlainProgress:
             if self._due(task):
                 self._write(task)
 
-    def remove_task(self, task_id: int) -> None:
+    def remove_task(self, task_id: TaskID) -> None:
         with self._lock:
             self._tasks.pop(task_id, None)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -92,7 +93,7 @@ class Run:
             remove_partials(self.output_dir)
 
 
-def open_run(output_dir: str | Path, manifest: Mapping[str, Any], *, resume: bool = False,
+def open_run(output_dir: str | os.PathLike[str], manifest: Mapping[str, Any], *, resume: bool = False,
              overwrite: bool = False) -> Run:
     """Check ``output_dir`` (a folder, or creatable, writable; without ``resume`` or
     ``overwrite``, holding no results) and open a batch in it; writes nothing yet.

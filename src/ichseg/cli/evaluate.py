@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("use --compare PRED... --ref REF without positional PRED REF")
         comparison = compare_methods(args.compare, args.compare_ref, args.output, **options)
         _print_comparison(comparison)
-        evaluations = comparison.evaluations.items()
+        evaluations = list(comparison.evaluations.items())
         ok = comparison.ok
     else:
         if args.pred is None or args.ref is None or args.compare_ref is not None:

@@ -21,9 +21,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
+from ichseg.connectivity import CONNECTIVITY, label_components
 from ichseg.labels import ONE_CLASS, LabelScheme
 from ichseg.metrics.overlap import volume_ml
-from ichseg.postprocessing.rules import CONNECTIVITY, label_components
 from ichseg.units import voxel_volume_ml
 
 #: Kothari's slice weights: a slice whose area is at least this share of the largest slice's area

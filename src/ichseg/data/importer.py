@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ichseg.version import __version__
 from ichseg.atomic import atomic_dir, check_output_dir, refuse_existing, write_json
 from ichseg.errors import InputError
+from ichseg.io.hu_checks import check_intensities
 from ichseg.io.image import (
     CANONICAL_ORIENTATION,
     IMAGE_SUFFIXES,
@@ -56,7 +56,6 @@ from ichseg.io.image import (
     save_mask,
 )
 from ichseg.io.inputs import entry_problem
-from ichseg.io.hu_checks import check_intensities
 from ichseg.labels import (
     ONE_CLASS,
     SUBTYPES,
@@ -67,6 +66,7 @@ from ichseg.labels import (
     parse_label_mapping,
 )
 from ichseg.progress import progress_bar
+from ichseg.version import __version__
 from ichseg.workspace import Workspace
 
 #: Channel name that makes nnU-Net apply its CT normalisation.
@@ -293,7 +293,8 @@ def _files_by_case(folder: Path, endings: tuple[str, ...],
 def _pair_files(images: dict[str, list[Path]], labels: dict[str, list[Path]],
                 image_folder: Path, label_folder: Path) -> tuple[list[CasePair], list[Problem]]:
     """Match images and labels by case name; every unmatched or doubled file is a problem."""
-    pairs, problems = [], []
+    pairs: list[CasePair] = []
+    problems: list[Problem] = []
     for name in sorted(images.keys() | labels.keys()):
         case_images, case_labels = images.get(name, []), labels.get(name, [])
         for files in (case_images, case_labels):
@@ -324,6 +325,7 @@ def _import_cases(pairs: list[CasePair], labels: LabelMapping, staging: Path, pr
         if problems:
             failed.set()
         elif not failed.is_set():
+            assert image is not None and label is not None  # both read: a file that is not gives a problem
             _write_case(pair.name, image, label.with_array(labels.apply(label.array)), staging)
         return problems, warnings
 

@@ -21,6 +21,8 @@ from torch import nn
 class WeightedCrossEntropy(nn.Module):
     """Class-weighted cross-entropy averaged over all voxels (Li & Chen eq. 1)."""
 
+    class_weights: torch.Tensor | None  # a buffer: it follows the module to its device
+
     def __init__(self, class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
@@ -52,4 +54,7 @@ class DiceWeightedCELoss(nn.Module):
     def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         dice = self.dc(net_output, target) if self.dice_weight else 0.0
         ce = self.ce(net_output, target) if self.ce_weight else 0.0
-        return self.dice_weight * dice + self.ce_weight * ce
+        loss = self.dice_weight * dice + self.ce_weight * ce
+        if not isinstance(loss, torch.Tensor):
+            raise ValueError("a loss needs a Dice or a cross-entropy weight above 0")
+        return loss

@@ -131,8 +131,8 @@ def tile_slicers(image_size: tuple[int, ...], patch_size: tuple[int, ...], step_
 
     if len(patch_size) < len(image_size):
         steps = compute_steps_for_sliding_window(image_size[1:], patch_size, step_size)
-        return [(slice(None), z, *(slice(s, s + p) for s, p in zip(start, patch_size)))
+        return [(slice(None), z, *(slice(s, s + p) for s, p in zip(start, patch_size, strict=True)))
                 for z in range(image_size[0]) for start in itertools.product(*steps)]
     steps = compute_steps_for_sliding_window(image_size, patch_size, step_size)
-    return [(slice(None), *(slice(s, s + p) for s, p in zip(start, patch_size)))
+    return [(slice(None), *(slice(s, s + p) for s, p in zip(start, patch_size, strict=True)))
             for start in itertools.product(*steps)]

@@ -81,8 +81,9 @@ class IchsegTrainer(nnUNetTrainer):
             loss = DeepSupervisionWrapper(loss, weights / weights.sum())
         return loss
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, PolyLRScheduler]:
         training: TrainingSpec = self.params.training
+        optimizer: torch.optim.Optimizer
         if training.optimizer == "adam":
             # one fused kernel per step instead of a loop over parameter tensors: the same update,
             # about 3x faster a step on a CPU (and the usual choice on a GPU)
@@ -114,15 +115,16 @@ class IchsegTrainer(nnUNetTrainer):
         checkpoint = filename_or_checkpoint
         if not self.was_initialized:
             self.initialize()
-        network = getattr(self.network, "_orig_mod", self.network)  # torch.compile wraps it
+        compiled = hasattr(self.network, "_orig_mod")  # torch.compile wraps the network
+        network = self.network._orig_mod if compiled else self.network
         network.load_state_dict({key.removeprefix("module."): value
                                  for key, value in checkpoint["network_weights"].items()})
         self.my_init_kwargs = checkpoint["init_args"]
         self.current_epoch = checkpoint["current_epoch"]
         self.logger.load_checkpoint(checkpoint["logging"])
         self._best_ema = checkpoint["_best_ema"]
-        self.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
-                                                               self.inference_allowed_mirroring_axes)
+        if "inference_allowed_mirroring_axes" in checkpoint:
+            self.inference_allowed_mirroring_axes = checkpoint["inference_allowed_mirroring_axes"]
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
         if self.grad_scaler is not None and checkpoint.get("grad_scaler_state") is not None:
             self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])

@@ -39,7 +39,7 @@ class CTImage:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.array.shape)  # type: ignore[return-value]
+        return tuple(self.array.shape)
 
     @property
     def voxel_volume_ml(self) -> float:
@@ -110,3 +110,8 @@ def case_name(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def is_dicomdir(path: Path) -> bool:
+    """A DICOMDIR file: the index of a DICOM medium (CD, DVD, USB stick), read as its study."""
+    return path.name.upper() == "DICOMDIR" and path.is_file()

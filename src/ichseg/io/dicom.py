@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,13 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ichseg.atomic import atomic_dir
 from ichseg.errors import InputError, first_line
-from ichseg.io.ctimage import CTImage
+from ichseg.io.ctimage import CTImage, is_dicomdir
 from ichseg.io.dicom_geometry import (
     AIR_HU,
     SliceGrid,
     SourceSlice,
+    header_pair,
+    header_point,
     plan_grid,
     sort_along_normal,
 )
@@ -53,8 +54,7 @@ from ichseg.io.enhanced_ct import (
     has_one_rescale,
     is_multi_frame_ct,
 )
-from ichseg.io.image import is_dicomdir
-from ichseg.io.series_selection import SeriesChoice, SeriesSelection, choose_series
+from ichseg.io.series_selection import SeriesChoice, SeriesInfo, SeriesSelection, choose_series
 
 #: Header attributes that identify a patient, a visit or the people and places involved. They go
 #: to ``metadata["identifiers"]`` and reach an output only when the user asks for them.
@@ -72,60 +72,11 @@ SERIES_KEYWORDS = (
     "ManufacturerModelName", "SliceThickness", "KVP", "ConvolutionKernel", "ImageType",
 )
 
-#: Where the slice normal points most, by axis of the patient coordinate system (x, y, z).
-_PLANES = ("sagittal", "coronal", "axial")
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 #: Orientation cosines and pixel spacings of one series may differ by this much.
 _COSINE_TOLERANCE = 1e-4
 _SPACING_TOLERANCE_MM = 1e-3
-
-
-@dataclass(frozen=True)
-class SeriesInfo:
-    """One series found in a folder, as its first file's headers describe it (what the series
-    selection rules test, :mod:`ichseg.io.series_selection`)."""
-
-    uid: str
-    number: int | None
-    description: str
-    modality: str
-    files: tuple[Path, ...]
-    study_uid: str = ""
-    sop_class: str = ""
-    image_type: tuple[str, ...] = ()
-    kernel: tuple[str, ...] = ()
-    kernel_group: str = ""
-    manufacturer: str = ""
-    thickness_mm: float | None = None
-    n_slices: int = 0
-    normal: tuple[float, float, float] | None = None
-    """The slice normal (row × column direction cosines) in patient coordinates."""
-
-    @property
-    def n_files(self) -> int:
-        return len(self.files)
-
-    @property
-    def orientation(self) -> str:
-        """The plane the slices lie in nearest: axial, coronal, sagittal (or unknown)."""
-        if self.normal is None:
-            return "unknown"
-        return _PLANES[int(np.argmax(np.abs(self.normal)))]
-
-    def label(self) -> str:
-        """The series as a radiographer finds it in a viewer: number, description, thickness,
-        image count, and its UID (for ``--series``)."""
-        number = f"#{self.number} " if self.number is not None else ""
-        thickness = f"{self.thickness_mm:g} mm, " if self.thickness_mm is not None else ""
-        images = f"{self.n_slices} image{'s' if self.n_slices != 1 else ''}"
-        return f"series {number}'{self.description}' ({thickness}{images}, {self.uid})"
-
-    def describe(self) -> str:
-        """One line for listings and error messages."""
-        number = f"#{self.number} " if self.number is not None else ""
-        return (f"{self.uid} ({number}'{self.description}', {self.modality or 'no modality'}, "
-                f"{self.orientation}, {self.n_files} files)")
 
 
 def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
@@ -212,7 +163,7 @@ def _dicom_files(folder: Path) -> list[Path]:
 
 
 def _read_headers(folder: Path) -> list[tuple[Path, Dataset]]:
-    headers = []
+    headers: list[tuple[Path, Dataset]] = []
     for path in _dicom_files(folder):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
@@ -287,11 +238,11 @@ def _load_series(folder: Path, info: SeriesInfo, allow_gaps: bool = False) -> CT
     if info.modality != "CT":
         raise InputError(f"{where}: modality is {info.modality or 'missing'}, expected CT")
     datasets = [_read_full(path, where) for path in info.files]
-    slices = [plane for path, ds in zip(info.files, datasets) for plane in _source_slices(ds, path, where)]
+    slices = [plane for path, ds in zip(info.files, datasets, strict=True) for plane in _source_slices(ds, path, where)]
     _check_same(slices, where)
     slices = sort_along_normal(slices)
     grid = plan_grid(slices, where, allow_gaps=allow_gaps)
-    frames = {path: _hu_frames(ds, path, where) for path, ds in zip(info.files, datasets)}
+    frames = {path: _hu_frames(ds, path, where) for path, ds in zip(info.files, datasets, strict=True)}
     stack = np.stack([frames[plane.file][(plane.frame or 1) - 1] for plane in slices])
     del frames
     return CTImage(
@@ -326,9 +277,9 @@ def _source_slices(ds: Dataset, path: Path, where: str) -> list[SourceSlice]:
         raise InputError(f"{where}: file {path.name} is not a grey-scale image")
     return [SourceSlice(file=path, sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
                         sop_class_uid=str(ds.get("SOPClassUID", "")), frame=None,
-                        position=tuple(float(v) for v in ds.ImagePositionPatient),  # type: ignore[arg-type]
+                        position=header_point(ds.ImagePositionPatient),
                         orientation=tuple(float(v) for v in ds.ImageOrientationPatient),
-                        pixel_spacing=tuple(float(v) for v in ds.PixelSpacing),  # type: ignore[arg-type]
+                        pixel_spacing=header_pair(ds.PixelSpacing),
                         rows=int(ds.Rows), columns=int(ds.Columns))]
 
 
@@ -461,7 +412,7 @@ def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
     stored = stored.astype(np.int16)
     axes = np.asarray(image.direction, float).reshape(3, 3)
     if positions is None:
-        positions = [np.asarray(image.origin, float) + k * image.spacing[0] * axes[:, 2]
+        positions = [(np.asarray(image.origin, float) + k * image.spacing[0] * axes[:, 2]).tolist()
                      for k in range(stored.shape[0])]
     if len(positions) != stored.shape[0]:
         raise ValueError(f"{len(positions)} positions for {stored.shape[0]} slices")
@@ -470,15 +421,15 @@ def write_ct_series(image: CTImage, folder: str | os.PathLike, *,
     with atomic_dir(folder, overwrite) as tmp:
         for k, position in enumerate(positions):
             ds = _ct_slice(stored[k], np.asarray(position, float), axes, image.spacing)
-            ds.update({
+            for keyword, value in {
                 "PatientName": patient_name, "PatientID": patient_id,
                 "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
                 "FrameOfReferenceUID": frame_uid, "SeriesNumber": series_number,
                 "InstanceNumber": k + 1, "SeriesDescription": series_description,
                 "RescaleSlope": f"{rescale_slope:g}", "RescaleIntercept": f"{rescale_intercept:g}",
                 "StudyDate": now.strftime("%Y%m%d"), "StudyTime": now.strftime("%H%M%S"),
-            })
-            for keyword, value in (attributes or {}).items():
+                **(attributes or {}),
+            }.items():
                 setattr(ds, keyword, value)
             ds.save_as(tmp / f"slice_{k + 1:04d}.dcm", enforce_file_format=True)
     return Path(folder)

@@ -23,7 +23,7 @@ slice a grid plane shows.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,18 @@ class SourceSlice:
         return cls(Path(record["file"]), str(record["SOPInstanceUID"]), str(record["SOPClassUID"]),
                    record["frame"], tuple(record["position"]), tuple(record["orientation"]),
                    tuple(record["pixel_spacing"]), int(record["rows"]), int(record["columns"]))
+
+
+def header_point(values: Iterable[Any]) -> tuple[float, float, float]:
+    """A header's three decimal strings (ImagePositionPatient) as a point in mm."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
+def header_pair(values: Iterable[Any]) -> tuple[float, float]:
+    """A header's two decimal strings (PixelSpacing: between rows, between columns) as floats."""
+    first, second = (float(v) for v in values)
+    return first, second
 
 
 def slice_axes(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,11 +194,12 @@ def plan_grid(slices: Sequence[SourceSlice], where: str, *, allow_gaps: bool = F
     grid_depths = _equidistant(depths) if len(runs) > 1 else None
     n_planes = len(grid_depths) if grid_depths is not None else len(slices)
     step = (grid_depths[1] - grid_depths[0]) if grid_depths is not None else depths[-1] / (len(depths) - 1)
+    rows, columns = (int(n) for n in np.array([slices[0].rows, slices[0].columns]) + pad_before + pad_after)
     return SliceGrid(
         axes=np.column_stack([row, col, normal]),
         origin=positions[0] - pad_before[1] * pixel[1] * row - pad_before[0] * pixel[0] * col,
         spacing=(float(step), float(pixel[0]), float(pixel[1])),
-        shape=(n_planes, *(int(n) for n in np.array([slices[0].rows, slices[0].columns]) + pad_before + pad_after)),
+        shape=(n_planes, rows, columns),
         source_depths=depths,
         shifts=shifts_px + pad_before if sheared else None,
         depths=grid_depths,
@@ -267,7 +280,7 @@ def _tilt_deg(in_plane: np.ndarray, depths: np.ndarray) -> float:
 def _shift_slices(stack: np.ndarray, shifts: np.ndarray, shape: tuple[int, int], fill: float) -> np.ndarray:
     """Each slice moved so that its pixel (0, 0) lands at ``shifts[k]`` on a ``shape`` plane."""
     out = np.empty((len(stack), *shape), np.float32)
-    for k, (plane, shift) in enumerate(zip(stack, shifts)):
+    for k, (plane, shift) in enumerate(zip(stack, shifts, strict=True)):
         ndimage.affine_transform(plane.astype(np.float32, copy=False), np.ones(2), offset=-shift,
                                  output_shape=shape, output=out[k], order=1, mode="constant", cval=fill)
     return out
@@ -277,7 +290,7 @@ def _interpolate_planes(stack: np.ndarray, source_depths: np.ndarray, depths: np
     """Linear interpolation along the normal; planes past the last slice repeat it."""
     out = np.empty((len(depths), *stack.shape[1:]), np.float32)
     upper = np.clip(np.searchsorted(source_depths, depths), 1, len(source_depths) - 1)
-    for j, (depth, hi) in enumerate(zip(depths, upper)):
+    for j, (depth, hi) in enumerate(zip(depths, upper, strict=True)):
         lo = hi - 1
         weight = float(np.clip((depth - source_depths[lo]) / (source_depths[hi] - source_depths[lo]), 0, 1))
         out[j] = (1 - weight) * stack[lo] + weight * stack[hi]
@@ -322,7 +335,7 @@ def nearest_source_slices(image: CTImage, planes: Sequence[int]) -> list[SourceS
     slices = source_slices(image)
     axes = np.asarray(image.direction, float).reshape(3, 3)
     normals = np.array([slice_axes(s.orientation)[2] for s in slices])
-    offsets = np.array([np.asarray(s.position) @ n for s, n in zip(slices, normals)])
+    offsets = np.array([np.asarray(s.position) @ n for s, n in zip(slices, normals, strict=True)])
     centre = (np.asarray(image.shape[::-1], float) - 1) / 2 * np.asarray(image.spacing[::-1])
     nearest = []
     for plane in planes:

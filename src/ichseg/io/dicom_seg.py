@@ -127,7 +127,7 @@ def write_dicom_seg(mask: np.ndarray, source: CTImage, path: str | os.PathLike, 
 
 def _source_datasets(slices: list[SourceSlice]) -> list[pydicom.Dataset]:
     """The source files' headers, each once, in slice order, checked against what was loaded."""
-    datasets = []
+    datasets: list[pydicom.Dataset] = []
     for file, uid in dict.fromkeys((plane.file, plane.sop_instance_uid) for plane in slices):
         try:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
@@ -149,5 +149,5 @@ def _in_source_order(on_slices: np.ndarray, slices: list[SourceSlice],
         raise InputError(f"{slices[0].file.parent}: a DICOM-SEG can reference the frames of one "
                          f"multi-frame file, this series has {len(datasets)} files")
     frames = np.zeros((int(datasets[0].NumberOfFrames), *on_slices.shape[1:]), on_slices.dtype)
-    frames[[plane.frame - 1 for plane in slices]] = on_slices
+    frames[[(plane.frame or 1) - 1 for plane in slices]] = on_slices
     return frames

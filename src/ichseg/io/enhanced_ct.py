@@ -16,7 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ichseg.errors import InputError
-from ichseg.io.dicom_geometry import SourceSlice
+from ichseg.io.dicom_geometry import SourceSlice, header_pair, header_point
 
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.2"
@@ -43,9 +43,9 @@ def frame_slices(ds: Dataset, path: Path, where: str) -> list[SourceSlice]:
                          f"per-frame functional groups")
     return [SourceSlice(file=path, sop_instance_uid=str(ds.SOPInstanceUID),
                         sop_class_uid=str(ds.SOPClassUID), frame=k + 1,
-                        position=tuple(float(v) for v in _required(ds, k, _POSITION, path, where)),
+                        position=header_point(_required(ds, k, _POSITION, path, where)),
                         orientation=tuple(float(v) for v in _required(ds, k, _ORIENTATION, path, where)),
-                        pixel_spacing=tuple(float(v) for v in _required(ds, k, _PIXEL_SPACING, path, where)),
+                        pixel_spacing=header_pair(_required(ds, k, _PIXEL_SPACING, path, where)),
                         rows=int(ds.Rows), columns=int(ds.Columns))
             for k in range(n_frames)]
 

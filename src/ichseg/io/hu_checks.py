@@ -87,10 +87,13 @@ def _nonfinite_in_nifti(source: Path | None) -> int:
     import nibabel as nib
 
     try:
-        stored = nib.load(source)
-        if not np.issubdtype(stored.get_data_dtype(), np.floating):
+        stored = nib.load(source)  # a NIfTI-1 or NIfTI-2 image, its voxels left in the file
+        if not isinstance(stored, nib.Nifti1Image) or not np.issubdtype(stored.get_data_dtype(), np.floating):
             return 0
-        data = np.asanyarray(stored.dataobj.get_unscaled())
+        proxy = stored.dataobj
+        if not isinstance(proxy, nib.arrayproxy.ArrayProxy):
+            return 0
+        data = np.asanyarray(proxy.get_unscaled())
     except Exception:  # noqa: BLE001 - the file was read once already; nothing more to learn
         return 0
     return int(data.size - np.count_nonzero(np.isfinite(data)))

@@ -17,16 +17,12 @@ from ichseg.io.ctimage import (
     NIFTI_SUFFIXES,
     CTImage,
     case_name,
+    is_dicomdir,
 )
 from ichseg.io.nifti import is_image_file, read_image_file, save_image, save_mask
 
 __all__ = ["CANONICAL_ORIENTATION", "IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "CTImage", "case_name",
            "is_dicomdir", "is_image_file", "load_image", "save_image", "save_mask"]
-
-
-def is_dicomdir(path: Path) -> bool:
-    """A DICOMDIR file: the index of a DICOM medium (CD, DVD, USB stick), read as its study."""
-    return path.name.upper() == "DICOMDIR" and path.is_file()
 
 
 def load_image(path: str | os.PathLike, *, allow_gaps: bool = False) -> CTImage:

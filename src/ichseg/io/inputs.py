@@ -35,8 +35,7 @@ from ichseg.io.image import (
 )
 
 if TYPE_CHECKING:  # pydicom loads only when a DICOM input is read
-    from ichseg.io.dicom import SeriesInfo
-    from ichseg.io.series_selection import SeriesRules, SeriesSelection
+    from ichseg.io.series_selection import SeriesInfo, SeriesRules, SeriesSelection
 
 #: Names a DICOM file may have besides those of images: ``.dcm`` or no extension at all.
 _DICOM_SUFFIXES = (".dcm", ".ima")
@@ -149,6 +148,7 @@ def scan_inputs(path: str | os.PathLike, *, series: str | None = None, all_serie
     problem = entry_problem(path)
     if problem is not None:
         raise InputError(problem)
+    problems: list[tuple[str, str]]
     if path.is_file() or is_dicom_input(path):
         entries, problems = [path], []
     else:

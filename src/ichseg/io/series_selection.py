@@ -2,7 +2,8 @@
 
 A study holds several reconstructions of one scan (thick and thin slices, soft-tissue and bone
 kernels), a localizer and objects that are not images at all (dose reports, screen captures).
-:func:`choose_series` decides, from the headers alone (:class:`ichseg.io.dicom.SeriesInfo`), which
+:func:`choose_series` decides, from the headers alone (:class:`SeriesInfo`, as
+:func:`ichseg.io.dicom.list_series` reads them), which
 series are fit for segmentation and which one to segment, and says why for every series in words
 a radiographer understands. Nothing here reads a file: ``ichseg predict`` and the DICOM node apply
 the same rules to what they have listed.
@@ -42,19 +43,66 @@ from functools import cache
 from importlib import resources
 from numbers import Real
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ichseg.errors import IchsegError
 
-if TYPE_CHECKING:  # headers in, choice out: the DICOM reader is not needed here
-    from ichseg.io.dicom import SeriesInfo
-
 #: The rules ichseg ships, beside this module.
 DEFAULT_RULES_FILE = "series_rules.json"
+#: Where the slice normal points most, by axis of the patient coordinate system (x, y, z).
+_PLANES = ("sagittal", "coronal", "axial")
 
 
 class SeriesRulesError(IchsegError):
     """A series rules file that cannot be read or does not follow the format."""
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series found in a folder, as its first file's headers describe it: what the selection
+    rules test."""
+
+    uid: str
+    number: int | None
+    description: str
+    modality: str
+    files: tuple[Path, ...]
+    study_uid: str = ""
+    sop_class: str = ""
+    image_type: tuple[str, ...] = ()
+    kernel: tuple[str, ...] = ()
+    kernel_group: str = ""
+    manufacturer: str = ""
+    thickness_mm: float | None = None
+    n_slices: int = 0
+    normal: tuple[float, float, float] | None = None
+    """The slice normal (row × column direction cosines) in patient coordinates."""
+
+    @property
+    def n_files(self) -> int:
+        return len(self.files)
+
+    @property
+    def orientation(self) -> str:
+        """The plane the slices lie in nearest: axial, coronal, sagittal (or unknown)."""
+        if self.normal is None:
+            return "unknown"
+        normal = self.normal
+        return _PLANES[max(range(3), key=lambda axis: abs(normal[axis]))]
+
+    def label(self) -> str:
+        """The series as a radiographer finds it in a viewer: number, description, thickness,
+        image count, and its UID (for ``--series``)."""
+        number = f"#{self.number} " if self.number is not None else ""
+        thickness = f"{self.thickness_mm:g} mm, " if self.thickness_mm is not None else ""
+        images = f"{self.n_slices} image{'s' if self.n_slices != 1 else ''}"
+        return f"series {number}'{self.description}' ({thickness}{images}, {self.uid})"
+
+    def describe(self) -> str:
+        """One line for listings and error messages."""
+        number = f"#{self.number} " if self.number is not None else ""
+        return (f"{self.uid} ({number}'{self.description}', {self.modality or 'no modality'}, "
+                f"{self.orientation}, {self.n_files} files)")
 
 
 def _sop_class_name(info: SeriesInfo) -> str:

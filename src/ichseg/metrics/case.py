@@ -158,4 +158,4 @@ def checked_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(s) for s in spacing)
     if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
         raise InputError(f"invalid voxel spacing {list(values)}: expected three sizes > 0 in mm")
-    return values  # type: ignore[return-value]
+    return values

@@ -160,7 +160,7 @@ def compare_folders(preds: Sequence[PathLike], ref: PathLike, *,
     classes = resolve_labels(ref, labels)
     plans = [_plan(path, ref, nsd_tolerance_mm, missing, classes) for path in preds]
     _fill(plans, workers, progress)
-    evaluations = {name: evaluation for name, (evaluation, _) in zip(names, plans)}
+    evaluations = {name: evaluation for name, (evaluation, _) in zip(names, plans, strict=True)}
     results = {name: evaluation.rows for name, evaluation in evaluations.items()}
     ranking = rank_methods(results) if any(results.values()) else []
     return Comparison(Path(ref), evaluations, ranking, _class_rankings(evaluations))
@@ -250,7 +250,7 @@ def _plan(pred: PathLike, ref: PathLike, nsd_tolerance_mm: float, missing_policy
                          f"{', '.join(missing)} (use --missing empty to score them as empty masks)")
     evaluation = Evaluation(Path(pred), Path(ref), nsd_tolerance_mm, failures=failures,
                             missing=missing, extra=extra, labels=labels)
-    if evaluation.is_multiclass:
+    if labels is not None and labels.is_multiclass:
         evaluation.class_rows = {name: [] for name in labels.scheme.names[1:]}
     return evaluation, pairs
 
@@ -313,6 +313,7 @@ def _evaluate_pair(pair: MaskPair, nsd_tolerance_mm: float, labels: EvaluationLa
         check_same_grid(pred, ref)
         ref_map = label_map(ref.array, labels, pair.ref, "reference")
         pred_map = label_map(pred.array, labels, pair.pred, "prediction")
+        by_class: dict[str, dict[str, float] | None]
         if labels is None or not labels.is_multiclass:
             union, by_class = case_metrics(pred_map.view(bool), ref_map.view(bool), ref.spacing,
                                            nsd_tolerance_mm), {}

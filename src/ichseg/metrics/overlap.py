@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ichseg.postprocessing.rules import label_components
+from ichseg.connectivity import label_components
 from ichseg.units import MM3_PER_ML, voxel_volume_mm3
 
 
@@ -61,6 +61,6 @@ def _without_empty_runs(mask: np.ndarray) -> np.ndarray:
     are then labelled in a fraction of the volume (a third of the time on 512 × 512 slices).
     """
     for axis in range(mask.ndim):
-        filled = mask.any(axis=tuple(other for other in range(mask.ndim) if other != axis))
+        filled = np.any(mask, axis=tuple(other for other in range(mask.ndim) if other != axis))
         mask = np.compress(filled | np.concatenate(([False], filled[:-1])), mask, axis=axis)
     return mask

@@ -39,7 +39,7 @@ def dice_boxplots_by_class(results: Mapping[str, Mapping[str, Sequence[Row]]],
     width = max(3.0, 1.1 * n_methods + 1.5)
     figure = Figure(figsize=(width * len(results), 4.5), layout="constrained")
     panels = figure.subplots(1, len(results), sharey=True, squeeze=False)[0]
-    for axes, (name, by_method) in zip(panels, results.items()):
+    for axes, (name, by_method) in zip(panels, results.items(), strict=True):
         scored = sum(len(rows) for rows in by_method.values())
         _draw_dice_boxes(axes, by_method, f"{name} ({scored} scored)")
     return _save(figure, path, overwrite)
@@ -73,7 +73,7 @@ def bland_altman_plot(results: Mapping[str, Sequence[Row]], path: str | os.PathL
     methods = list(results)
     figure = Figure(figsize=(4.5 * len(methods), 4.2), layout="constrained")
     panels = figure.subplots(1, len(methods), sharey=True, squeeze=False)[0]
-    for axes, method in zip(panels, methods):
+    for axes, method in zip(panels, methods, strict=True):
         pred = np.array([float(row["volume_pred_ml"]) for row in results[method]])
         ref = np.array([float(row["volume_ref_ml"]) for row in results[method]])
         difference = pred - ref

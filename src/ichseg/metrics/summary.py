@@ -17,7 +17,7 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
@@ -163,7 +163,7 @@ def mean_sd_cell(summary: Mapping[str, float], decimals: int, with_infinite: boo
     return cell
 
 
-def format_value(value: object, decimals: int) -> str:
+def format_value(value: SupportsFloat | str, decimals: int) -> str:
     """A number for a human-readable table: fixed decimals, ``inf``, or ``—`` for NaN."""
     number = float(value)
     if math.isnan(number):

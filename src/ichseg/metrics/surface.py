@@ -64,7 +64,7 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     planes = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
     if planes.size == 0:
         return None
-    footprint = mask[planes[0]:planes[-1] + 1].any(axis=0)
+    footprint = np.any(mask[planes[0]:planes[-1] + 1], axis=0)
     rows = np.flatnonzero(footprint.any(axis=1))
     columns = np.flatnonzero(footprint.any(axis=0))
     return (slice(planes[0], planes[-1] + 1), slice(rows[0], rows[-1] + 1),
@@ -141,7 +141,7 @@ def _area_table(spacing: Spacing) -> np.ndarray:
         area = 0.0
         for n0, n1, n2 in normals:
             vector = np.array([n0 / 8 * s1 * s2, n1 / 8 * s0 * s2, n2 / 8 * s0 * s1])
-            area += np.linalg.norm(vector)
+            area += float(np.linalg.norm(vector))
         table[code] = area
     return table
 

@@ -158,8 +158,8 @@ def _metrics_csv(evaluations: Mapping[str, Evaluation], with_method: bool) -> st
 def _case_rows(evaluation: Evaluation) -> list[dict[str, object]]:
     names = [ANY, *evaluation.class_rows]
     return [{"case": row["case"], "class": name, **row}
-            for rows in zip(evaluation.rows, *evaluation.class_rows.values())
-            for name, row in zip(names, rows)]
+            for rows in zip(evaluation.rows, *evaluation.class_rows.values(), strict=True)
+            for name, row in zip(names, rows, strict=True)]
 
 
 def _ranking_csv(comparison: Comparison) -> str:
@@ -194,7 +194,7 @@ def _record(evaluation: Evaluation) -> dict[str, object]:
         "missing_predictions": evaluation.missing,
         "predictions_without_reference": evaluation.extra,
     }
-    if evaluation.is_multiclass:
+    if evaluation.labels is not None and evaluation.labels.is_multiclass:
         record["labels"] = evaluation.labels.as_dict()
         record["classes"] = evaluation.class_summaries()
     return record
@@ -246,7 +246,7 @@ def _by_class_markdown(evaluations: Mapping[str, Evaluation]) -> list[str]:
     """For label maps, a table by class for each method."""
     lines: list[str] = []
     for name, evaluation in evaluations.items():
-        if not evaluation.is_multiclass:
+        if evaluation.labels is None or not evaluation.labels.is_multiclass:
             continue
         title = "## By class" + (f": {name}" if len(evaluations) > 1 else "")
         lines += ["", title, "", f"Classes named by {evaluation.labels.source}.", "",

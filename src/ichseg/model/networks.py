@@ -104,7 +104,7 @@ class ModelSet:
     def probabilities(self, case: PreparedCase) -> Iterator[ModelOutput]:
         """Each model's P(hemorrhage) for a prepared case (here or from a CPU worker), one at a time."""
         case = case.to(self.device)
-        for model, network in zip(self.models, self.networks):
+        for model, network in zip(self.models, self.networks, strict=True):
             probability = network.foreground_probability(case.inputs[network.preprocessing_key])
             yield ModelOutput(model.group, model.fold, self.preprocessing.revert_array(probability))
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ichseg.connectivity import CONNECTIVITY
 from ichseg.postprocessing.intracranial import (
     IntracranialSpace,
     find_intracranial_space,
 )
 from ichseg.postprocessing.rules import (
-    CONNECTIVITY,
     INTRACRANIAL,
     RULES,
     Rule,

@@ -7,11 +7,8 @@ folder as JSON (:mod:`ichseg.postprocessing.sequence`); a name is looked up in :
 when loaded, so a saved choice never carries executable code (nnU-Net pickles its
 postprocessing functions; a pickle runs whatever it contains when loaded).
 
-Connectivity is 3D 26-connectivity (:data:`CONNECTIVITY`): voxels touching at a face, an edge or
-a corner belong together. Head CT slices are 4-5 mm thick, so one bleed running obliquely through
-the slices often meets its continuation in the next slice only at an edge or a corner; with
-6-connectivity it would fall apart into pieces that ``keep_largest`` and ``min_volume`` would then
-delete. It is also nnU-Net's connectivity (scikit-image's full connectivity by default).
+Components are 26-connected, as the metrics and the clinical measures count them
+(:mod:`ichseg.connectivity`).
 """
 
 from __future__ import annotations
@@ -25,12 +22,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ichseg.connectivity import label_components
 from ichseg.errors import IchsegError
 from ichseg.units import voxel_volume_ml
-
-#: Voxels that share a face, an edge or a corner are connected.
-CONNECTIVITY = 26
-_STRUCTURE = ndimage.generate_binary_structure(rank=3, connectivity=3)
 
 
 class RuleError(IchsegError):
@@ -69,13 +63,6 @@ def find_components(mask: np.ndarray, spacing: tuple[float, float, float]) -> Co
     slices = np.array([box[0].stop - box[0].start for box in ndimage.find_objects(labels)],
                       dtype=np.int64)
     return Components(labels, voxels, slices, voxel_ml=voxel_volume_ml(spacing))
-
-
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The :data:`CONNECTIVITY`-connected labels of a boolean 3D mask (0 for background) and the
-    voxel count of components 1..n."""
-    labels, count = ndimage.label(mask, structure=_STRUCTURE)
-    return labels, np.bincount(labels[mask], minlength=count + 1)[1:]  # foreground only: fast
 
 
 def _keep_all(components: Components, params: Mapping[str, Any]) -> np.ndarray:

@@ -117,18 +117,18 @@ def select_rule(cases: Sequence[Case],
         raise RuleError(f"the postprocessing margin must be a number >= 0, got {margin!r}")
     metric_fn = metric_fn or case_metrics
     with_ct = all(len(case) > 3 and case[3] is not None for case in cases)
-    candidates = [Postprocessing.of(c) for c in (candidate_grid(with_ct) if candidates is None
-                                                 else candidates)]
-    if Postprocessing() not in candidates:
-        candidates.insert(0, Postprocessing())
+    options = [Postprocessing.of(c) for c in (candidate_grid(with_ct) if candidates is None
+                                              else candidates)]
+    if Postprocessing() not in options:
+        options.insert(0, Postprocessing())
 
-    scores: list[list[dict[str, float]]] = [[] for _ in candidates]
-    removed = np.zeros((len(candidates), 2), dtype=np.int64)
+    scores: list[list[dict[str, float]]] = [[] for _ in options]
+    removed = np.zeros((len(options), 2), dtype=np.int64)
     for case in cases:
         prediction, reference, spacing = case[:3]
         steps = CaseSteps(prediction, spacing, case[3] if len(case) > 3 else None)
         by_mask: dict[bytes, dict[str, float]] = {}  # candidates that leave the same mask agree
-        for index, candidate in enumerate(candidates):
+        for index, candidate in enumerate(options):
             mask = steps.run(candidate.steps)
             key = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
             if key not in by_mask:
@@ -139,9 +139,9 @@ def select_rule(cases: Sequence[Case],
     metrics = [name for name in GUARDED_METRICS if name in scores[0][0]]
     if "dice" not in metrics:
         raise ValueError("the metric function must return 'dice'")
-    baseline = _summarise(scores[candidates.index(Postprocessing())], metrics)
+    baseline = _summarise(scores[options.index(Postprocessing())], metrics)
     rows = []
-    for rule, rule_scores, (voxels, components_removed) in zip(candidates, scores, removed):
+    for rule, rule_scores, (voxels, components_removed) in zip(options, scores, removed, strict=True):
         means, non_finite = _summarise(rule_scores, metrics)
         worse = tuple(name for name in metrics
                       if _is_worse(name, means, non_finite, baseline, margin))
@@ -206,7 +206,7 @@ def format_selection(selection: Selection) -> str:
                   ", ".join(row.worse) or "-"]
         lines.append(cells)
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+    table = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
                       for line in lines)
     return (f"{table}\n\n{selection.n_cases} cases; margin {selection.margin:g} (absolute for "
             f"Dice, NSD, RVD; relative for distances)\nchosen: {selection.reason}")

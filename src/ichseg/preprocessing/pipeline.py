@@ -13,7 +13,7 @@ import numpy as np
 
 from ichseg.errors import RecipeError
 from ichseg.io.ctimage import CTImage
-from ichseg.preprocessing.slices import pad_slices, unpad_slices
+from ichseg.preprocessing.slices import Slices, pad_slices, unpad_slices
 from ichseg.preprocessing.window import apply_window
 
 
@@ -64,7 +64,7 @@ class CTPreprocessing:
         origin = tuple(float(o) for o in np.asarray(image.origin) - shift)
         return replace(image, array=array, origin=origin)  # type: ignore[arg-type]
 
-    def revert_array(self, array: np.ndarray) -> np.ndarray:
+    def revert_array(self, array: Slices) -> Slices:
         """Undo the geometric part (padding) on a prediction made on a preprocessed image."""
         return unpad_slices(array, self.pad_slices)
 

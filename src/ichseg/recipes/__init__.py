@@ -81,7 +81,7 @@ def loss_from_dict(data: Any, where: str) -> LossSpec:
     return LossSpec(
         dice_weight=_number(data.get("dice_weight", 1.0), f"{where}.dice_weight"),
         ce_weight=_number(data.get("ce_weight", 1.0), f"{where}.ce_weight"),
-        class_weights=weights,  # type: ignore[arg-type]
+        class_weights=weights,
     )
 
 
@@ -298,10 +298,11 @@ def describe_recipe(recipe: Recipe) -> str:
                  f"{t.epochs} epochs × {t.iterations_per_epoch} iterations, folds {list(recipe.folds)}")
     window = pre["window"]
     lines.append("  preprocessing: " + ", ".join(filter(None, [
-        f"window L{window['level']:g}/W{window['width']:g} with clipping" if window else "nnU-Net CT normalisation only",
+        (f"window L{window['level']:g}/W{window['width']:g} with clipping" if window
+         else "nnU-Net CT normalisation only"),
         f"{pre['pad_slices']} slice(s) outward padding" if pre["pad_slices"] else "",
-        (f"target spacing {recipe.target_spacing.slice_mm:g} mm slices, in-plane ×{recipe.target_spacing.inplane_factor:g}"
-         if recipe.target_spacing else ""),
+        (f"target spacing {recipe.target_spacing.slice_mm:g} mm slices, "
+         f"in-plane ×{recipe.target_spacing.inplane_factor:g}" if recipe.target_spacing else ""),
     ])))
     params = {k: v for k, v in recipe.ensemble.items() if k != "strategy"}
     lines.append(f"  ensemble: {recipe.ensemble['strategy']}" + (f" {params}" if params else ""))

@@ -313,7 +313,7 @@ def _slices_section(measures: CaseMeasures) -> str:
     if not slices.involved:
         return ""
     rows = [[str(k), f"{area:.0f}", f"{abc.slice_weights[k]:g}"]
-            for k, area in zip(slices.involved, slices.areas_mm2)]
+            for k, area in zip(slices.involved, slices.areas_mm2, strict=True)]
     weight = ("ABC/2 weight (largest hematoma)" if measures.components.count > 1
               else "ABC/2 weight")
     return ("<h2>Slices with hemorrhage</h2>"

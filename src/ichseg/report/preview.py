@@ -85,7 +85,7 @@ def save_montage(image: CTImage, mask: np.ndarray | None, path: str | os.PathLik
     figure, panels = _layout(image, len(chosen), caption_lines=0, title=title, legend=legend)
     if legend:
         _legend(figure, contours, title)
-    for axes, z in zip(panels, chosen):
+    for axes, z in zip(panels, chosen, strict=True):
         _draw_slice(axes, image, mask, z, window, boundary, contours)
         axes.text(0.02, 0.98, f"z {z}", transform=axes.transAxes, color="white", fontsize=9,
                   va="top", ha="left")
@@ -106,12 +106,12 @@ def save_case_grid(panels: Sequence[tuple[CTImage, np.ndarray | None, str]],
     chosen = list(slices) if slices is not None else [None] * len(panels)
     if len(chosen) != len(panels):
         raise InputError(f"{path}: {len(chosen)} slices for {len(panels)} panels")
-    for (image, mask, _), z in zip(panels, chosen):
+    for (image, mask, _), z in zip(panels, chosen, strict=True):
         _check_mask(image, mask)
         if z is not None and not 0 <= z < image.shape[0]:
             raise InputError(f"{image.name}: slice {z} outside 0..{image.shape[0] - 1}")
     figure, axes_list = _layout(panels[0][0], len(panels), caption_lines=1, title=None)
-    for axes, (image, mask, caption), z in zip(axes_list, panels, chosen):
+    for axes, (image, mask, caption), z in zip(axes_list, panels, chosen, strict=True):
         z = key_slice(mask, image.shape[0]) if z is None else z
         _draw_slice(axes, image, mask, z, window)
         axes.set_title(f"{caption} (z {z})", color="white", fontsize=8, pad=3)

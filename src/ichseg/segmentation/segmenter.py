@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # imported at run time only where used: they load torch and n
 
 
 class ModelOutputLike(Protocol):
-    probability: Any
+    @property
+    def probability(self) -> Any: ...
 
 
 class ModelSetLike(Protocol):
@@ -48,7 +49,7 @@ class ModelSetLike(Protocol):
 
     def prepare(self, image: CTImage) -> Any: ...
 
-    def probabilities(self, prepared: Any) -> Iterable[ModelOutputLike]: ...
+    def probabilities(self, prepared: Any, /) -> Iterable[ModelOutputLike]: ...
 
 
 class Segmenter:

@@ -11,6 +11,7 @@ hemorrhage types comes back type by type: a segment, a measurement group and a c
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,7 +96,7 @@ def caption(measures: CaseMeasures, ensemble: EnsembleInfo) -> str:
     return f"{text} - ichseg {__version__}, automatic, not verified"
 
 
-def key_images(segmentation: Segmentation, sources: list[Dataset], series_number: int,
+def key_images(segmentation: Segmentation, sources: Sequence[Dataset], series_number: int,
                title: str) -> hd.sc.SCImage:
     """The slices with hemorrhage (or evenly spaced ones), outlined in red (each type in its colour,
     with a legend), as one RGB capture."""

@@ -40,7 +40,8 @@ def screen(ds: Dataset) -> str | None:
         return f"modality {modality}: only CT is segmented"
     sop_class = UID(str(ds.get("SOPClassUID", "")))
     if sop_class not in CT_CLASSES:
-        return f"{sop_class.name or 'no SOP class'}: only CT Image Storage and (Legacy Converted) Enhanced CT are segmented"
+        return (f"{sop_class.name or 'no SOP class'}: only CT Image Storage and (Legacy Converted) Enhanced CT "
+                "are segmented")
     if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]:
         return "localizer (scout) images"
     return None
@@ -58,8 +59,9 @@ class StorageServer:
         self._server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
-                    (evt.EVT_ACCEPTED, self._on_accepted)]
+        handlers: list[evt.EventHandlerType] = [
+            (evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_ACCEPTED, self._on_accepted)]
         self._server = self.ae.start_server((self.options.host, self.options.port), block=False,
                                             evt_handlers=handlers)
         self.log.event("listening", ae_title=self.options.ae_title, port=self.options.port,

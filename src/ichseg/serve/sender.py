@@ -138,7 +138,8 @@ class Sender:
         if assoc.is_rejected:
             return None, f"{self.peer} rejected the association"
         if not connected.is_set():
-            within = f" within the connect timeout ({self.timeouts.connect:g} s)" if waited >= self.timeouts.connect else ""
+            timeout = self.timeouts.connect
+            within = f" within the connect timeout ({timeout:g} s)" if waited >= timeout else ""
             return None, f"no connection to {self.peer}{within}"
         if waited >= self.timeouts.association:
             return None, (f"{self.peer} accepted the connection but did not answer the association request "

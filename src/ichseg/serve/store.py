@@ -224,7 +224,8 @@ class Store:
                                                (study,)):
                 held.setdefault(series_uid, []).append(Path(path))
         quiet_end = latest + quiet_seconds
-        claims = tuple(Claim(uid, generation + 1, tuple(held.get(uid, ())), quiet_end) for uid, _, generation in waiting)
+        claims = tuple(Claim(uid, generation + 1, tuple(held.get(uid, ())), quiet_end)
+                       for uid, _, generation in waiting)
         return StudyClaim(study, claims, {uid: tuple(files) for uid, files in held.items()}, quiet_end)
 
     def finish(self, claim: Claim, results: dict[str, Path]) -> str:

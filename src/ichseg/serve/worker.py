@@ -20,7 +20,7 @@ from ichseg.serve.results import write_results
 from ichseg.serve.store import Claim, Store, StudyClaim
 
 if TYPE_CHECKING:
-    from ichseg.io.dicom import SeriesInfo
+    from ichseg.io.series_selection import SeriesInfo
     from ichseg.segmentation.segmenter import Segmenter
 
 #: What the rules made of a series: segment it, skip it (another was chosen, or it fits no rule),

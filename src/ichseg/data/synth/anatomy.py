@@ -66,7 +66,8 @@ class Ellipsoid:
                          [0.0, 0.0, 1.0]])
 
     def scaled(self, factor: float) -> Ellipsoid:
-        return Ellipsoid(self.center, tuple(a * factor for a in self.axes), self.yaw)
+        a, b, c = self.axes
+        return Ellipsoid(self.center, (a * factor, b * factor, c * factor), self.yaw)
 
 
 def _pair(shape: Ellipsoid) -> tuple[Ellipsoid, Ellipsoid]:
@@ -170,7 +171,7 @@ class Head:
             phases=rng.uniform(0, 2 * math.pi, n_waves),
             warp=_random_directions(rng, 4) * (2 * math.pi / rng.uniform(50.0, 70.0)),
             warp_phases=rng.uniform(0, 2 * math.pi, 4),
-            scale=tuple(i / n for i, n in zip(inner, NOMINAL_INNER)),
+            scale=(inner[0] / NOMINAL_INNER[0], inner[1] / NOMINAL_INNER[1], inner[2] / NOMINAL_INNER[2]),
             ventricle_scale=rng.uniform(0.85, 1.35),
             calcified_choroid=bool(rng.random() < 0.6),
             calcified_pineal=bool(rng.random() < 0.5),
@@ -216,7 +217,7 @@ class Head:
         """1 at the middle of the frontal sinus, falling to 0 a few centimetres around it."""
         extent = np.zeros(np.shape(nu), np.float32)
         front = nv < -0.6  # elsewhere below 1e-5
-        du, dv, dw = (c[front] - np.float32(f) for c, f in zip((nu, nv, nw), FRONTAL_SINUS_DIRECTION))
+        du, dv, dw = (c[front] - np.float32(f) for c, f in zip((nu, nv, nw), FRONTAL_SINUS_DIRECTION, strict=True))
         extent[front] = np.exp(-(du * du / np.float32(0.03) + (dv * dv + dw * dw) / np.float32(0.012)))
         return extent
 

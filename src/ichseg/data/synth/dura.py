@@ -51,7 +51,7 @@ def draw_venous_sinuses(slab: Slab) -> None:
     torcula = direction * (head.inner_radius(direction) - 0.5 * torcula_mm)
     _superior_sagittal(slab, math.atan2(direction[1], direction[2]))
     _transverse(slab)
-    for side, radius in zip((1, -1), folds.transverse_mm):
+    for side, radius in zip((1, -1), folds.transverse_mm, strict=True):
         path = [head.to_local((side * u, v, w)) for u, v, w in SIGMOID_PATH]
         for start, end in itertools.pairwise(path):
             _capsule(slab, start, end, radius,
@@ -102,7 +102,7 @@ def _capsule(slab: Slab, start: np.ndarray, end: np.ndarray, radius: float,
     length2 = np.float32(max(float(axis @ axis), 1e-6))
     offset = [slab.u[box] - np.float32(start[0]), slab.v[box] - np.float32(start[1]),
               slab.w[box] - np.float32(start[2])]
-    t = np.clip(sum(o * a for o, a in zip(offset, axis)) / length2, 0.0, 1.0)
-    distance2 = sum((o - t * a) ** 2 for o, a in zip(offset, axis))
+    t = np.clip(sum(o * a for o, a in zip(offset, axis, strict=True)) / length2, 0.0, 1.0)
+    distance2 = sum((o - t * a) ** 2 for o, a in zip(offset, axis, strict=True))
     inside = (distance2 < np.float32(radius * radius)) & within[box]
     slab.codes[box][inside] = Tissue.DURAL_SINUS

@@ -66,10 +66,10 @@ def _vessel(tube: ScalpVessel, n: list[np.ndarray], r: np.ndarray, depth2: np.nd
     """Samples (unit directions ``n`` at radius ``r``) inside one vessel."""
     start, normal = tube.start.astype(np.float32), tube.normal.astype(np.float32)
     along = np.cross(normal, start).astype(np.float32)
-    t = np.arctan2(sum(a * c for a, c in zip(along, n)), sum(s * c for s, c in zip(start, n)))
+    t = np.arctan2(sum(a * c for a, c in zip(along, n, strict=True)), sum(s * c for s, c in zip(start, n, strict=True)))
     amplitude, cycles, phase = tube.wave
     wave = np.float32(amplitude) * np.sin(np.float32(2 * math.pi * cycles / tube.arc) * t + np.float32(phase))
-    across = (sum(m * c for m, c in zip(normal, n)) - wave) * r
+    across = (sum(m * c for m, c in zip(normal, n, strict=True)) - wave) * r
     return (t > 0) & (t < np.float32(tube.arc)) & (across * across + depth2 < np.float32(tube.radius_mm ** 2))
 
 
@@ -114,7 +114,8 @@ def _air_spaces(slab: Slab) -> None:
                 continue
             box, inside = found
             inside &= temporal_bone[box]
-            waves = sum(np.cos(k * c[box] + np.float32(p)) for c, p in zip((slab.u, slab.v, slab.w), phases))
+            waves = sum(np.cos(k * c[box] + np.float32(p))
+                        for c, p in zip((slab.u, slab.v, slab.w), phases, strict=True))
             slab.codes[box][inside] = np.where(np.abs(waves[inside]) < 0.35, np.uint8(Tissue.BONE),
                                                np.uint8(Tissue.AIR))
     slab.paint(PHARYNX, Tissue.AIR, slab.deep_soft)
@@ -126,7 +127,7 @@ def _orbits(slab: Slab) -> None:
     if all(slab.ellipsoid(shape) is None for shape in walls):  # the slab is above the orbits
         return
     head_inside = (slab.depth_skin > 0) & ~slab.cavity
-    for wall, fat in zip(walls, ORBITS):
+    for wall, fat in zip(walls, ORBITS, strict=True):
         slab.paint(wall, Tissue.BONE, head_inside & (slab.vn > np.float32(GLOBES[0].center[1])))
         slab.paint(fat, Tissue.ORBIT, head_inside)
     for shape in RECTUS_MUSCLES:

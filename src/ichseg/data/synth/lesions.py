@@ -181,7 +181,7 @@ def _subarachnoid(rng: np.random.Generator, head: Head) -> Lesion:
             distance = np.sqrt((u - np.float32(center[0])) ** 2 + (v - np.float32(center[1])) ** 2
                                + (w - np.float32(center[2])) ** 2)
             patches = sum(np.cos(np.float32(k[0]) * u + np.float32(k[1]) * v + np.float32(k[2]) * w
-                                 + np.float32(p)) for k, p in zip(waves, phases))
+                                 + np.float32(p)) for k, p in zip(waves, phases, strict=True))
             codes = slab.codes[box]
             spaces = ((codes == Tissue.CSF) | (slab.cleft[box] < widen)) & ~slab.ventricle[box]
             spaces &= np.isin(codes, (Tissue.CSF, Tissue.GREY))

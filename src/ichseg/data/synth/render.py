@@ -39,6 +39,7 @@ def draw_grid(rng: np.random.Generator, spec: SizeSpec, head: Head) -> Grid:
         n_slices = int(rng.integers(spec.slices[0], spec.slices[1] + 1))
         slice_mm = round(rng.uniform(*spec.coverage_mm) / n_slices, 1)
     else:
+        assert spec.slice_mm is not None  # a size gives its slices' thickness or their coverage
         slice_mm = round(rng.uniform(*spec.slice_mm), 1)
         most = min(spec.slices[1], int(MAX_COVERAGE_MM // slice_mm))
         n_slices = int(rng.integers(spec.slices[0], most + 1))
@@ -128,7 +129,7 @@ def _head_crop(head: Head, axes: tuple[np.ndarray, np.ndarray], block: int) -> t
     """Render index ranges along y and x that hold the head, in whole output pixels."""
     half = head.world_half_extent()
     crop = []
-    for coords, center, extent in zip(axes, head.center[1::-1], half[1::-1]):
+    for coords, center, extent in zip(axes, head.center[1::-1], half[1::-1], strict=True):
         lo = int(np.searchsorted(coords, center - extent)) // block * block
         hi = -(-int(np.searchsorted(coords, center + extent, "right")) // block) * block
         crop.append(slice(lo, min(hi, len(coords))))

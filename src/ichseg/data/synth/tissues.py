@@ -69,7 +69,8 @@ def _draw_head(slab: Slab) -> None:
     slab.bone_depth = contour_depth - np.float32(head.scalp_mm)
     slab.skull_mm = head.skull_thickness(nu, nv, nw)
     hole = None if head.defect is None else head.defect.contains(nu, nv, nw)
-    if hole is not None and head.defect.kind == "craniectomy":  # the brain swells into the gap
+    defect_kind = None if head.defect is None else head.defect.kind
+    if hole is not None and defect_kind == "craniectomy":  # the brain swells into the gap
         slab.skull_mm = np.where(hole, np.float32(0), slab.skull_mm)
     depth_inner = slab.bone_depth - slab.skull_mm
     above_floor = slab.w - cranial_floor_height(slab.un, slab.vn) * np.float32(head.scale[2])
@@ -80,7 +81,7 @@ def _draw_head(slab: Slab) -> None:
     slab.cavity = inside_inner & (above_floor > 0)
     skull = (slab.bone_depth > 0) & ~inside_inner
     neck = slab.wn < NECK_LEVEL
-    slab.plug = skull & hole if hole is not None and head.defect.kind == "burr_hole" else None
+    slab.plug = skull & hole if hole is not None and defect_kind == "burr_hole" else None
     if slab.plug is not None:
         skull &= ~slab.plug
     slab.vault = skull & ~neck
@@ -146,10 +147,10 @@ def _sulci(slab: Slab, band: np.ndarray, depth: np.ndarray) -> np.ndarray:
     p = [c[band] for c in (slab.u, slab.v, slab.w)]
     n = [c[band] for c in (slab.nu, slab.nv, slab.nw)]
     slow = [np.sin(sum(np.float32(k[i]) * p[i] for i in range(3)) + np.float32(phase))
-            for k, phase in zip(head.warp, head.warp_phases)]
+            for k, phase in zip(head.warp, head.warp_phases, strict=True)]
     bent = [n[i] + np.float32(0.05) * slow[i] for i in range(3)]
     pattern = np.zeros(depth.shape, np.float32)
-    for k, phase in zip(head.waves, head.phases):
+    for k, phase in zip(head.waves, head.phases, strict=True):
         pattern += np.cos(sum(np.float32(k[i]) * bent[i] for i in range(3)) + np.float32(phase))
     gradient = float(np.linalg.norm(head.waves[0])) * math.sqrt(len(head.phases) / 2)
     across = np.abs(pattern) * slab.r[band] / np.float32(gradient)

@@ -12,7 +12,6 @@ from ichseg.io.ctimage import CTImage
 from ichseg.labels import SUBTYPE_NAMES, SUBTYPES
 
 
-
 class Tissue(IntEnum):
     """Tissue codes of :attr:`SyntheticCase.tissues` (the majority tissue of each voxel).
 
