@@ -25,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
     several hemorrhage classes the intracranial rule is chosen on any hemorrhage, then a component
     rule per class on that class's metrics."""
     from ichseg.crossval import select_postprocessing
-    from ichseg.postprocessing.class_selection import ClassSelection, format_class_selection
+    from ichseg.postprocessing.class_selection import (
+        ClassSelection,
+        format_class_selection,
+    )
     from ichseg.postprocessing.selection import format_selection
 
     selection = select_postprocessing(args.model, args.workspace, margin=args.margin)

@@ -39,9 +39,8 @@ def write_out_of_fold(folder: ModelFolder, images: Path, group: str, fold: int |
         image = load_image(images / f"{case}{image_suffix}")
         (output,) = list(models.probabilities(models.prepare(image)))
         stored = stored_probabilities(output.probability.float().cpu().numpy(), models.labels)
-        with atomic_file(oof_dir / f"{case}.npz", overwrite=True) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(handle, **stored, fold=fold)
+        with atomic_file(oof_dir / f"{case}.npz", overwrite=True) as tmp, open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **stored, fold=fold)
         bar.advance(task)
     bar.remove_task(task)
 

@@ -15,7 +15,7 @@ one-class folder's, and those written before classes existed) read as a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ class ClassPostprocessing:
     """``steps`` on any hemorrhage, then each class's component rules (``classes``, by class
     name) on that class's voxels. Classes without a step are dropped: they change nothing."""
 
-    steps: Postprocessing = Postprocessing()
+    steps: Postprocessing = field(default_factory=Postprocessing)
     classes: Mapping[str, Postprocessing] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,7 +63,7 @@ class ClassPostprocessing:
     def __str__(self) -> str:
         return self._describe(str)
 
-    def _describe(self, text: Any) -> str:
+    def _describe(self, text: Callable[[Postprocessing], str]) -> str:
         parts = [text(self.steps)] if self.steps.steps or not self.classes else []
         parts += [f"{name}: {text(rules)}" for name, rules in self.classes.items()]
         return "; ".join(parts)
