@@ -19,7 +19,9 @@ import pytest
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.label_handling.label_handling import (
+    determine_num_input_channels,
+)
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from scipy.ndimage import zoom
 
