@@ -464,3 +464,17 @@ def test_select_class_rules_keeps_a_class_whose_small_parts_are_true():
     assert selection.chosen.classes["SAH"].steps[0].name in ("keep_largest", "min_volume", "min_slices")
     assert selection.classes["IVH"] is None and selection.classes["IPH"] is None
     assert selection.n_cases == 1 and json.dumps(selection.as_dict())
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_a_models_choice_is_the_first_largest_class(library):
+    """The accumulator's per-model choice equals argmax, ties (frequent in uint8-quantised
+    out-of-fold probabilities) going to the lower class value."""
+    from ichseg.ensemble.accumulator import first_argmax
+
+    quantised = np.random.default_rng(4).integers(0, 4, size=(K, 5, 7, 9)).astype(np.float32) / 4
+    given = torch.from_numpy(quantised) if library == "torch" else quantised
+    choice = np.asarray(first_argmax(given))
+    assert choice.dtype == np.uint8
+    np.testing.assert_array_equal(choice, quantised.argmax(axis=0))
+    assert (np.sort(quantised, axis=0)[-1] == np.sort(quantised, axis=0)[-2]).sum() > 50  # ties tested
