@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from ichseg.model.out_of_fold import (
 )
 from ichseg.progress import progress_bar
 from ichseg.workspace import Workspace, WorkspaceLike
+
+if TYPE_CHECKING:
+    from ichseg.ensemble.accumulator import EnsembleAccumulator
 
 #: Ensemble strategies compared in the report, by label.
 STRATEGIES: dict[str, EnsembleSpec] = {
@@ -128,26 +131,36 @@ def out_of_fold_study(folder: ModelFolder, workspace: WorkspaceLike = None) -> O
                           ws.raw / ws.dataset_folder_name(folder.dataset) / "labelsTr")
 
 
-def ensemble_out_of_fold(case: OutOfFoldCase, spec: EnsembleSpec) -> tuple[np.ndarray, Any]:
+def ensemble_out_of_fold(case: OutOfFoldCase, spec: EnsembleSpec,
+                         accumulator: EnsembleAccumulator | None = None) -> tuple[np.ndarray, Any]:
     """One case's ensemble over its groups' out-of-fold probabilities: a boolean mask for one
-    class, a uint8 class map for several (the K-class rules of :mod:`ichseg.ensemble.rules`)."""
-    from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
+    class, a uint8 class map for several (the K-class rules of :mod:`ichseg.ensemble.rules`).
+    ``accumulator``: the case's :func:`out_of_fold_sums`, when several strategies share them."""
+    from ichseg.ensemble import ensemble_mask
+
+    accumulator = out_of_fold_sums(case) if accumulator is None else accumulator
+    result = ensemble_mask(spec.strategy, accumulator, **spec.params())
+    mask = np.asarray(result.mask, dtype=np.uint8 if accumulator.is_multiclass else bool)
+    return mask, result
+
+
+def out_of_fold_sums(case: OutOfFoldCase) -> EnsembleAccumulator:
+    """The running sums of a case's groups, which every ensemble strategy reads."""
+    from ichseg.ensemble import EnsembleAccumulator
 
     accumulator = EnsembleAccumulator(case.reference.shape, n_classes=case.labels.n_classes)
     for probability in case.probabilities.values():
         accumulator.add(probability)
-    result = ensemble_mask(spec.strategy, accumulator, **spec.params())
-    mask = np.asarray(result.mask, dtype=np.uint8 if accumulator.is_multiclass else bool)
-    return mask, result
+    return accumulator
 
 
 def model_mask(probability: np.ndarray, labels: LabelScheme) -> np.ndarray:
     """One model's own mask: P(hemorrhage) > 0.5 (boolean), or with several hemorrhage classes
     the argmax of its class probabilities (a uint8 class map; a tie goes to the lower value, as
     the ensemble counts the model's vote)."""
-    if labels.is_multiclass:
-        return probability.argmax(axis=0).astype(np.uint8)
-    return probability > 0.5
+    from ichseg.ensemble.accumulator import first_argmax
+
+    return first_argmax(probability) if labels.is_multiclass else probability > 0.5
 
 
 def recipe_ensemble(folder: ModelFolder) -> EnsembleSpec:
@@ -180,8 +193,10 @@ def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None
     class_results = {name: {method: [] for method in methods} for name in labels.names[1:]} \
         if labels.is_multiclass else {}
     for case in progress_bar(study, "Evaluating out-of-fold predictions", progress):
+        sums = out_of_fold_sums(case) if len(study.groups) > 1 else None
         for method, spec in methods.items():
-            mask = model_mask(case.probabilities[method], labels) if spec is None else ensemble_out_of_fold(case, spec)[0]
+            mask = (model_mask(case.probabilities[method], labels) if spec is None
+                    else ensemble_out_of_fold(case, spec, sums)[0])
             union, by_class = _case_rows(mask, case, labels, nsd_tolerance_mm)
             results[method].append(union)
             for name, row in by_class.items():

@@ -61,12 +61,15 @@ def read_out_of_fold(path: Path) -> tuple[np.ndarray, LabelScheme]:
     """One case's probabilities (float32 in [0, 1]) and classes: P(hemorrhage) (z, y, x) for one
     class; with several, every class's probability (K, z, y, x), the background's rebuilt."""
     with np.load(path) as data:
-        stored = data["probability"].astype(np.float32) / 255.0
+        stored = data["probability"]
         if "classes" not in data:
-            return stored, ONE_CLASS
+            return stored.astype(np.float32) / 255.0, ONE_CLASS
         labels = _labels(data["classes"], path)
-    background = np.clip(1.0 - stored.sum(axis=0), 0.0, 1.0)
-    return np.concatenate([background[None], stored]), labels
+    probabilities = np.empty((len(stored) + 1, *stored.shape[1:]), dtype=np.float32)
+    np.divide(stored, np.float32(255.0), out=probabilities[1:], dtype=np.float32)
+    np.subtract(np.float32(1.0), probabilities[1:].sum(axis=0), out=probabilities[0])
+    np.clip(probabilities[0], 0.0, 1.0, out=probabilities[0])
+    return probabilities, labels
 
 
 def out_of_fold_labels(path: Path) -> LabelScheme:
