@@ -314,6 +314,40 @@ def test_the_segmenter_postprocesses_its_class_map(hu):
     assert kept.labels == SUBTYPES
 
 
+def test_a_case_travels_pickled_between_the_stages(hu):
+    """Ray's stages pass a case as pickled plain data: the ensembled class map with its classes,
+    and the folder's class rules, finish as in one process."""
+    import pickle
+
+    from ichseg.segmentation.segmenter import finish_case
+
+    rules = ClassPostprocessing(classes={"IVH": Postprocessing((Rule("keep_largest"),))})
+    segmenter = Segmenter(FakeClassModels(SEEDS), EnsembleSpec("uncertainty"), rules)
+    image = CTImage(hu, SPACING, direction=RAS)
+    canonical = image.reoriented()
+    ensembled = pickle.loads(pickle.dumps(segmenter.ensemble_case(image, canonical, segmenter.models.prepare(canonical))))
+    assert ensembled.labels == SUBTYPES
+    travelled = finish_case(ensembled, pickle.loads(pickle.dumps(rules)))
+    here = segmenter.segment(image)
+    np.testing.assert_array_equal(travelled.mask.array, here.mask.array)
+    assert travelled.labels == SUBTYPES and travelled.postprocessing == here.postprocessing
+
+
+def test_a_batch_writes_each_case_of_a_class_model_set(hu, tmp_path):
+    save_image(CTImage(hu, SPACING), tmp_path / "in" / "a.nii.gz")
+    save_image(CTImage(hu[::-1].copy(), SPACING, direction=RAS), tmp_path / "in" / "b.nii.gz")
+    segmenter = Segmenter(FakeClassModels(SEEDS), EnsembleSpec("vote"))
+    result = predict_folder(segmenter, tmp_path / "in", tmp_path / "out", OutputOptions(preview=False, html=False),
+                            progress=False)
+    assert not result.failures and len(result.cases) == 2
+    for name in ("a", "b"):
+        source = load_image(tmp_path / "in" / f"{name}.nii.gz")
+        written = load_image(tmp_path / "out" / f"{name}.nii.gz")
+        expected = segmenter.segment(source).mask.array
+        assert written.same_geometry(source)
+        np.testing.assert_array_equal(written.array != 0, expected != 0)  # any hemorrhage, whatever the writer keeps
+
+
 # --- out-of-fold files and the model set's outputs ---
 
 def test_out_of_fold_files_keep_each_hemorrhage_class(hu):
