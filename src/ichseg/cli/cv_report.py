@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate each model group and each ensemble strategy on the out-of-fold predictions; print
     mean ± sd of Dice, HD, RVD, NSD and the false-positive volume and components, the false
-    positives on the cases without hemorrhage (mean and max), and write cv_report.md /
-    cv_report.csv into the model folder."""
+    positives on the cases without hemorrhage (mean and max), for any hemorrhage and, with several
+    hemorrhage classes, for each class; write cv_report.md / cv_report.csv into the model folder."""
     from ichseg.atomic import check_output_dir
     from ichseg.crossval import cv_report
     from ichseg.metrics import DEFAULT_NSD_TOLERANCE_MM

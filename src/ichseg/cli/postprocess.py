@@ -21,11 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score every candidate (the component rules, alone and after the intracranial rule, which reads
     the imported training CTs) on the recipe's out-of-fold ensemble, keep the best mean Dice that
-    worsens no metric by more than the margin, print the table and save the choice as JSON."""
+    worsens no metric by more than the margin, print the table and save the choice as JSON. With
+    several hemorrhage classes the intracranial rule is chosen on any hemorrhage, then a component
+    rule per class on that class's metrics."""
     from ichseg.crossval import select_postprocessing
+    from ichseg.postprocessing.class_selection import (
+        ClassSelection,
+        format_class_selection,
+    )
     from ichseg.postprocessing.selection import format_selection
 
     selection = select_postprocessing(args.model, args.workspace, margin=args.margin)
-    print(format_selection(selection))
+    print(format_class_selection(selection) if isinstance(selection, ClassSelection)
+          else format_selection(selection))
     print(f"\nSaved to {args.model / 'postprocessing.json'}")
     return 0

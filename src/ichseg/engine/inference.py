@@ -1,4 +1,4 @@
-"""Trained nnU-Net networks as in-memory predictors of hemorrhage probability.
+"""Trained nnU-Net networks as in-memory predictors of hemorrhage (or class) probabilities.
 
 nnU-Net's own route reads each case from disk, preprocesses it once per model, resamples every
 model's logits back with scipy and writes files for the ensembling step to read again. Here a case
@@ -111,13 +111,32 @@ class TrainedNetwork:
         return ExportResampling(self.plan.resampling_fn_probabilities,
                                 dict(self.plan.resampling_fn_probabilities_kwargs))
 
+    @property
+    def n_classes(self) -> int:
+        """The classes of its softmax, background included (2 for hemorrhage or not)."""
+        return self.plan.num_segmentation_heads
+
     @torch.inference_mode()
     def foreground_probability(self, case: PreprocessedCase) -> torch.Tensor:
-        """P(hemorrhage) per voxel of the volume given to :meth:`preprocess` (on the device).
+        """P(hemorrhage) per voxel of the volume given to :meth:`preprocess` (on the device), for
+        a network of two classes; outside nnU-Net's crop P is 0."""
+        if self.n_classes != 2:
+            raise ModelError(f"{self.nnunet_folder}: the network has {self.n_classes} classes; "
+                             f"its output is its class probabilities, not one foreground probability")
+        probabilities, props = self._cropped_probabilities(case)
+        return self._uncropped(probabilities[1], props)
 
-        The logits go back to the input's grid as nnU-Net's export takes them there
-        (:mod:`ichseg.engine.resampling`), then softmax; outside nnU-Net's crop P is 0.
-        """
+    @torch.inference_mode()
+    def class_probabilities(self, case: PreprocessedCase) -> torch.Tensor:
+        """Each class's probability, (classes, z, y, x), per voxel of the volume given to
+        :meth:`preprocess` (on the device); outside nnU-Net's crop the background's is 1."""
+        probabilities, props = self._cropped_probabilities(case)
+        return self._uncropped(probabilities, props)
+
+    def _cropped_probabilities(self, case: PreprocessedCase) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The softmax (classes, z, y, x) on nnU-Net's crop of the input's grid, in nnU-Net's axis
+        order: the logits go back to the input's spacing as nnU-Net's export takes them there
+        (:mod:`ichseg.engine.resampling`), then softmax in float32, nnU-Net's inference nonlinearity."""
         logits = self.window.logits(case.data).to(self.device)
         props = case.properties
         case_spacing = [props["spacing"][axis] for axis in self.plan.transpose_forward]
@@ -125,10 +144,19 @@ class TrainedNetwork:
         planned = list(self.plan.spacing)
         current_spacing = planned if len(planned) == len(shape) else [case_spacing[0], *planned]  # 2d: slices kept
         resampled = resample_logits(logits, shape, current_spacing, case_spacing, self.export_resampling)
-        probability = torch.softmax(resampled.float(), dim=0)[1]  # nnU-Net's inference nonlinearity, in float32
-        full = torch.zeros(tuple(props["shape_before_cropping"]), dtype=probability.dtype, device=probability.device)
-        full[tuple(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"])] = probability
-        return full.permute(*self.plan.transpose_backward)
+        return torch.softmax(resampled.float(), dim=0), props
+
+    def _uncropped(self, probability: torch.Tensor, props: dict[str, Any]) -> torch.Tensor:
+        """``probability`` (one map, or classes along a first axis) put back into the grid before
+        nnU-Net's crop, in the input's axis order: outside the crop a voxel is background."""
+        channels = probability.shape[:-3]
+        full = torch.zeros((*channels, *props["shape_before_cropping"]), dtype=probability.dtype,
+                           device=probability.device)
+        if channels:
+            full[0] = 1.0
+        full[(..., *(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"]))] = probability
+        leading = tuple(range(len(channels)))
+        return full.permute(*leading, *(axis + len(channels) for axis in self.plan.transpose_backward))
 
 
 def _network(plan: NetworkPlan, checkpoint: dict[str, Any], checkpoint_path: Path) -> nn.Module:

@@ -1,10 +1,12 @@
-"""The networks of a model folder, loaded once, giving per-model hemorrhage probabilities for a case.
+"""The networks of a model folder, loaded once, giving per-model probabilities for a case.
 
 A case is preprocessed (recipe CT preprocessing, then nnU-Net's) once per configuration; all models
 of that configuration reuse it. Preparing a case (:meth:`ModelSet.prepare`, CPU work) and running
 the networks on it (:meth:`ModelSet.probabilities`) are separate steps, so that the next case can
 be prepared while the networks work on this one. Probabilities come back in the geometry of the
-(canonical) image that was prepared, padding removed.
+(canonical) image that was prepared, padding removed: for a one-class folder each model's
+P(hemorrhage) (z, y, x), for several hemorrhage classes its class probabilities (K, z, y, x), what
+:class:`ichseg.ensemble.EnsembleAccumulator` takes for the folder's :class:`~ichseg.labels.LabelScheme`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ichseg.engine.inference import (
 from ichseg.engine.plans import ModelJson, read_model_json
 from ichseg.errors import ModelError
 from ichseg.io.ctimage import CTImage
+from ichseg.labels import LabelError, LabelScheme
 from ichseg.model.folder import ModelFolder, TrainedModel
 
 if TYPE_CHECKING:
@@ -66,6 +69,9 @@ class CasePreparer:
 
 @dataclass(frozen=True)
 class ModelOutput:
+    """One model's output for a case: P(hemorrhage) (z, y, x) for one class, else the class
+    probabilities (K, z, y, x)."""
+
     group: str
     fold: int | str
     probability: torch.Tensor
@@ -86,12 +92,17 @@ class ModelSet:
         self.preprocessing = folder.preprocessing
         self.preparer = CasePreparer(folder, models, model_json)
         self.models: list[TrainedModel] = list(models)
+        self.labels = models_labels(self.models, model_json)
         self.networks = [TrainedNetwork(m.nnunet_folder, m.fold, device, model_json[m.nnunet_folder],
                                         use_mirroring=mirroring, tile_step_size=step_size, verbose=verbose)
                          for m in self.models]
         keys = {n.preprocessing_key[:2] for n in self.networks}
         if len(keys) > 1:
             raise ModelError(f"{folder.path}: models were planned on different data sets or plans {sorted(keys)}")
+        for model, network in zip(self.models, self.networks):
+            if network.n_classes != self.labels.n_classes:
+                raise ModelError(f"{model.checkpoint}: the network has {network.n_classes} outputs, its "
+                                 f"dataset.json {self.labels.n_classes} classes")
 
     def __len__(self) -> int:
         return len(self.networks)
@@ -102,11 +113,34 @@ class ModelSet:
         return self.preparer.prepare(image).to(self.device)
 
     def probabilities(self, case: PreparedCase) -> Iterator[ModelOutput]:
-        """Each model's P(hemorrhage) for a prepared case (here or from a CPU worker), one at a time."""
+        """Each model's output for a prepared case (here or from a CPU worker), one at a time:
+        P(hemorrhage) for a one-class folder, the class probabilities for several classes."""
         case = case.to(self.device)
         for model, network in zip(self.models, self.networks, strict=True):
-            probability = network.foreground_probability(case.inputs[network.preprocessing_key])
-            yield ModelOutput(model.group, model.fold, self.preprocessing.revert_array(probability))
+            inputs = case.inputs[network.preprocessing_key]
+            if self.labels.is_multiclass:
+                probability = self._revert_classes(network.class_probabilities(inputs))
+            else:
+                probability = self.preprocessing.revert_array(network.foreground_probability(inputs))
+            yield ModelOutput(model.group, model.fold, probability)
+
+    def _revert_classes(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """The padding of the slice axis (the second of (K, z, y, x)) removed."""
+        return self.preprocessing.revert_array(probabilities.transpose(0, 1)).transpose(0, 1)
+
+
+def models_labels(models: Sequence[TrainedModel], model_json: Mapping[Path, ModelJson]) -> LabelScheme:
+    """The classes the models segment, from their dataset.json (the same for every model)."""
+    schemes = {}
+    for folder in dict.fromkeys(m.nnunet_folder for m in models):
+        try:
+            schemes[folder] = LabelScheme.from_dataset_json(model_json[folder][1]["labels"])
+        except (KeyError, LabelError) as error:
+            raise ModelError(f"{folder / 'dataset.json'}: no usable labels ({error})") from None
+    if len(set(schemes.values())) > 1:
+        raise ModelError(f"models segment different classes: "
+                         f"{'; '.join(f'{f}: {list(s.names)}' for f, s in schemes.items())}")
+    return next(iter(schemes.values()))
 
 
 def read_model_jsons(models: Sequence[TrainedModel]) -> dict[Path, ModelJson]:

@@ -113,41 +113,70 @@ def select_rule(cases: Sequence[Case],
     """
     if not cases:
         raise RuleError("no out-of-fold predictions to choose a postprocessing rule from")
-    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
-        raise RuleError(f"the postprocessing margin must be a number >= 0, got {margin!r}")
-    metric_fn = metric_fn or case_metrics
+    check_margin(margin)
     with_ct = all(len(case) > 3 and case[3] is not None for case in cases)
-    options = [Postprocessing.of(c) for c in (candidate_grid(with_ct) if candidates is None
-                                              else candidates)]
-    if Postprocessing() not in options:
-        options.insert(0, Postprocessing())
-
-    scores: list[list[dict[str, float]]] = [[] for _ in options]
-    removed = np.zeros((len(options), 2), dtype=np.int64)
+    scores = CandidateScores(candidate_grid(with_ct) if candidates is None else candidates, metric_fn)
     for case in cases:
         prediction, reference, spacing = case[:3]
-        steps = CaseSteps(prediction, spacing, case[3] if len(case) > 3 else None)
+        scores.add(CaseSteps(prediction, spacing, case[3] if len(case) > 3 else None), reference)
+    return scores.selection(margin)
+
+
+class CandidateScores:
+    """Every candidate's metrics on each case added, and the choice among them (:meth:`selection`).
+
+    ``none`` is always among the candidates, as the baseline; ``metric_fn`` as :func:`select_rule`
+    takes it. Cases are added one at a time, so a caller need not hold them all.
+    """
+
+    def __init__(self, candidates: Sequence[Rule | Postprocessing | Sequence[Rule]],
+                 metric_fn: MetricFn | None = None) -> None:
+        self.candidates = [Postprocessing.of(c) for c in candidates]
+        if Postprocessing() not in self.candidates:
+            self.candidates.insert(0, Postprocessing())
+        self.metric_fn = metric_fn or case_metrics
+        self.scores: list[list[dict[str, float]]] = [[] for _ in self.candidates]
+        self.removed = np.zeros((len(self.candidates), 2), dtype=np.int64)
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.scores[0])
+
+    def add(self, steps: CaseSteps, reference: np.ndarray) -> None:
+        """Score every candidate on one case (its prediction through ``steps``)."""
         by_mask: dict[bytes, dict[str, float]] = {}  # candidates that leave the same mask agree
-        for index, candidate in enumerate(options):
+        for index, candidate in enumerate(self.candidates):
             mask = steps.run(candidate.steps)
             key = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
             if key not in by_mask:
-                by_mask[key] = metric_fn(mask, reference, spacing)
-            scores[index].append(by_mask[key])
-            removed[index] += steps.removed(candidate.steps)
+                by_mask[key] = self.metric_fn(mask, reference, steps.spacing)
+            self.scores[index].append(by_mask[key])
+            self.removed[index] += steps.removed(candidate.steps)
 
-    metrics = [name for name in GUARDED_METRICS if name in scores[0][0]]
-    if "dice" not in metrics:
-        raise ValueError("the metric function must return 'dice'")
-    baseline = _summarise(scores[options.index(Postprocessing())], metrics)
-    rows = []
-    for rule, rule_scores, (voxels, components_removed) in zip(options, scores, removed, strict=True):
-        means, non_finite = _summarise(rule_scores, metrics)
-        worse = tuple(name for name in metrics
-                      if _is_worse(name, means, non_finite, baseline, margin))
-        rows.append(SelectionRow(rule, means, non_finite, int(voxels), int(components_removed),
-                                 worse))
-    return _choose(rows, margin, len(cases))
+    def selection(self, margin: float = DEFAULT_MARGIN) -> Selection:
+        """The rows of every candidate and the one chosen (see the module's docstring)."""
+        if not self.n_cases:
+            raise RuleError("no out-of-fold predictions to choose a postprocessing rule from")
+        check_margin(margin)
+        metrics = [name for name in GUARDED_METRICS if name in self.scores[0][0]]
+        if "dice" not in metrics:
+            raise ValueError("the metric function must return 'dice'")
+        baseline = _summarise(self.scores[self.candidates.index(Postprocessing())], metrics)
+        rows = []
+        for rule, rule_scores, (voxels, components_removed) in zip(self.candidates, self.scores, self.removed,
+                                                              strict=True):
+            means, non_finite = _summarise(rule_scores, metrics)
+            worse = tuple(name for name in metrics
+                          if _is_worse(name, means, non_finite, baseline, margin))
+            rows.append(SelectionRow(rule, means, non_finite, int(voxels), int(components_removed),
+                                     worse))
+        return _choose(rows, margin, self.n_cases)
+
+
+def check_margin(margin: float) -> None:
+    """RuleError unless ``margin`` is a number >= 0."""
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise RuleError(f"the postprocessing margin must be a number >= 0, got {margin!r}")
 
 
 def _summarise(scores: list[dict[str, float]],

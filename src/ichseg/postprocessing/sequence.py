@@ -1,10 +1,9 @@
 """Postprocessing as a sequence of rules: applied in order, reported per case, saved as data.
 
-A model folder's ``postprocessing.json`` holds ``{"steps": [{"name": ..., "params": {...}}, ...]}``
-(and what chose them): the rules in the order they apply, none when the list is empty. The usual
-sequence is ``intracranial`` then a component rule: the voxels outside the skull go first, then
-the components are judged on what is left. Files written before sequences existed hold one
-rule, ``{"rule": {...}}``, and read as a sequence of that rule alone.
+A sequence is stored as ``[{"name": ..., "params": {...}}, ...]``: the rules in the order they
+apply, none when the list is empty (:mod:`ichseg.postprocessing.storage` keeps it in a model
+folder). The usual sequence is ``intracranial`` then a component rule: the voxels outside the
+skull go first, then the components are judged on what is left.
 
 A case's report (its JSON's ``postprocessing``) for one rule is that rule's report: what it
 removed in voxels, mL and components (and, for ``intracranial``, the components it trimmed, the
@@ -15,15 +14,12 @@ under ``steps`` and the totals beside them.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ichseg.atomic import write_json
 from ichseg.io.ctimage import CTImage
 from ichseg.postprocessing.intracranial import (
     IntracranialSpace,
@@ -209,33 +205,3 @@ def _outside_removed(components: Components,
                   "trimmed_components": int(((left > 0) & (left < components.voxels)).sum()),
                   "kept_components": int((~gone).sum()),
                   "intracranial_ml": round(space.volume_ml, 1), "declined": None}
-
-
-def save_rule(path: str | os.PathLike, rules: Rule | Postprocessing | Sequence[Rule],
-              extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
-    """Write ``{"steps": [...], **extra}`` as JSON, atomically; ``extra`` holds e.g. the
-    selection."""
-    extra = dict(extra or {})
-    if "steps" in extra or "rule" in extra:
-        raise ValueError("'steps' and 'rule' are reserved for the rules themselves")
-    return write_json(path, {"steps": Postprocessing.of(rules).to_list(), **extra}, overwrite)
-
-
-def load_rule(path: str | os.PathLike) -> Postprocessing:
-    """Read what :func:`save_rule` wrote (or an older file's single ``rule``); any problem is
-    one line naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RuleError(f"{path}: no such postprocessing rule file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RuleError(f"{path}: cannot read a postprocessing rule ({error})") from None
-    try:
-        if isinstance(data, dict) and "steps" in data:
-            return Postprocessing.from_list(data["steps"])
-        if isinstance(data, dict) and "rule" in data:
-            return Postprocessing.of(Rule.from_dict(data["rule"]))
-    except RuleError as error:
-        raise RuleError(f"{path}: {error}") from None
-    raise RuleError(f"{path}: no 'steps' entry")

@@ -49,10 +49,12 @@ class Segmentation:
 
 @dataclass(frozen=True)
 class EnsembledCase:
-    """One case's ensemble on the canonical grid, before it goes back to the input's geometry."""
+    """One case's ensemble on the canonical grid, before it goes back to the input's geometry:
+    ``mask`` holds class values of ``labels`` (uint8), ``votes`` the any-hemorrhage votes."""
 
     image: CTImage
     canonical: CTImage
     mask: np.ndarray
     votes: np.ndarray
     ensemble: EnsembleInfo
+    labels: LabelScheme = ONE_CLASS

@@ -10,7 +10,8 @@ Steps per case, each a function below so that every route (one process, a Ray cl
 same ones: :func:`read_case` (read, turn to the canonical orientation, preprocess once per
 configuration), :meth:`Segmenter.ensemble_case` (every model's probability into running sums, the
 ensemble rule), :func:`finish_case` (back to the input's orientation, the model folder's
-postprocessing rule). What passes between them is plain data (arrays, CPU tensors), which can
+postprocessing rule). A folder of several hemorrhage classes gives a class map: each model's class
+probabilities are summed per class and the mask holds each voxel's class (DESIGN §15). What passes between them is plain data (arrays, CPU tensors), which can
 travel between processes.
 """
 
@@ -29,12 +30,15 @@ from ichseg.errors import InputError
 from ichseg.io.hu_checks import check_intensities
 from ichseg.io.image import CTImage
 from ichseg.io.inputs import CaseInput, ReadOptions
+from ichseg.labels import ONE_CLASS, LabelScheme
 from ichseg.model.folder import ModelFolder
 from ichseg.segmentation.result import EnsembledCase, Segmentation
 from ichseg.segmentation.settings import InferenceSettings
 
 if TYPE_CHECKING:  # imported at run time only where used: they load torch and nnU-Net
-    from ichseg.postprocessing import Postprocessing, Rule
+    from ichseg.postprocessing import ClassPostprocessing, Postprocessing, Rule
+
+    FolderRule = Rule | Postprocessing | ClassPostprocessing
 
 
 class ModelOutputLike(Protocol):
@@ -43,7 +47,12 @@ class ModelOutputLike(Protocol):
 
 
 class ModelSetLike(Protocol):
-    """What a :class:`Segmenter` needs of its models (``ichseg.model.networks.ModelSet``, or a fake)."""
+    """What a :class:`Segmenter` needs of its models (``ichseg.model.networks.ModelSet``, or a fake).
+
+    A model set may also have ``labels``, the :class:`~ichseg.labels.LabelScheme` of its classes
+    (one class when it has none): with several hemorrhage classes each output's ``probability``
+    holds the class probabilities (K, z, y, x), else P(hemorrhage) (z, y, x).
+    """
 
     def __len__(self) -> int: ...
 
@@ -56,11 +65,16 @@ class Segmenter:
     """A model set, an ensemble rule and a postprocessing rule, ready for many cases."""
 
     def __init__(self, models: ModelSetLike, ensemble: EnsembleSpec | None = None,
-                 rule: Rule | Postprocessing | None = None) -> None:
+                 rule: FolderRule | None = None) -> None:
         self.models = models
         self.ensemble = ensemble or EnsembleSpec()
         self.ensemble.check_models(len(models))
         self.rule = rule
+
+    @property
+    def labels(self) -> LabelScheme:
+        """The classes the models segment."""
+        return getattr(self.models, "labels", ONE_CLASS)
 
     @classmethod
     def load(cls, model_dir: str | Path, settings: InferenceSettings = InferenceSettings(), *,
@@ -104,18 +118,19 @@ class Segmenter:
         return replace(segmentation, warnings=tuple(warnings))
 
     def ensemble_case(self, image: CTImage, canonical: CTImage, prepared: Any) -> EnsembledCase:
-        """Every model on the device, combined from running sums into one mask (a case's stage
-        on the device, between :func:`read_case` and :func:`finish_case`)."""
+        """Every model on the device, combined from running sums into one mask of class values
+        (a case's stage on the device, between :func:`read_case` and :func:`finish_case`)."""
         from ichseg.ensemble import EnsembleAccumulator, ensemble_mask
 
-        accumulator = EnsembleAccumulator(canonical.shape)
+        labels = self.labels
+        accumulator = EnsembleAccumulator(canonical.shape, n_classes=labels.n_classes)
         for output in self.models.probabilities(prepared):
             accumulator.add(output.probability)
         result = ensemble_mask(self.ensemble.strategy, accumulator, **self.ensemble.params())
         info = (EnsembleInfo(result.strategy, result.n_models, result.hr, result.rule, result.params)
                 if result.n_models > 1 else EnsembleInfo.single_model())
         return EnsembledCase(image, canonical, _numpy(result.mask).astype(np.uint8),
-                             _numpy(accumulator.votes).astype(np.uint8), info)
+                             _numpy(accumulator.votes).astype(np.uint8), info, labels)
 
 
 def read_case(case: CaseInput, *, prepare: Callable[[CTImage], Any],
@@ -129,31 +144,50 @@ def read_case(case: CaseInput, *, prepare: Callable[[CTImage], Any],
     return warnings, (image, canonical, prepare(canonical))
 
 
-def finish_case(case: EnsembledCase, rule: Rule | Postprocessing | None) -> Segmentation:
-    """Back to the input's geometry, postprocessed by the folder's rules."""
-    from ichseg.postprocessing import postprocess
+def finish_case(case: EnsembledCase, rule: FolderRule | None) -> Segmentation:
+    """Back to the input's geometry, postprocessed by the folder's rules (on a class map: on any
+    hemorrhage, then per class, :func:`ichseg.postprocessing.postprocess_classes`)."""
+    from ichseg.postprocessing import (
+        ClassPostprocessing,
+        postprocess,
+        postprocess_classes,
+    )
 
     image = case.image
     mask = to_input_geometry(case.canonical, case.mask, image)
     votes = to_input_geometry(case.canonical, case.votes, image)
     if rule is None:
         return Segmentation(image, image.with_array(mask.astype(np.uint8)), image.with_array(votes),
-                            case.ensemble)
-    done = postprocess(mask, image.spacing, rule, image)
+                            case.ensemble, labels=case.labels)
+    if case.labels.is_multiclass or isinstance(rule, ClassPostprocessing):
+        done = postprocess_classes(mask, image.spacing, rule, case.labels, image)
+    else:
+        done = postprocess(mask, image.spacing, rule, image)
     space = done.intracranial.mask if done.intracranial is not None else None
     return Segmentation(image, image.with_array(done.mask.astype(np.uint8)), image.with_array(votes),
-                        case.ensemble, done.report, intracranial=space)
+                        case.ensemble, done.report, intracranial=space, labels=case.labels)
 
 
-def folder_rule(folder: ModelFolder, postprocess: bool = True) -> Postprocessing | None:
-    """The model folder's postprocessing when ``postprocess``: the one chosen for it, else its
-    recipe's (None when neither has a rule)."""
-    from ichseg.postprocessing import Postprocessing, load_rule
+def folder_rule(folder: ModelFolder, postprocess: bool = True) -> FolderRule | None:
+    """The model folder's postprocessing when ``postprocess``: the one chosen for it (checked
+    against the folder's classes), else its recipe's (None when neither has a rule)."""
+    from ichseg.postprocessing import (
+        ClassPostprocessing,
+        Postprocessing,
+        RuleError,
+        load_rule,
+    )
 
     if not postprocess:
         return None
     if folder.postprocessing_file.is_file():
-        return load_rule(folder.postprocessing_file)
+        rule = load_rule(folder.postprocessing_file)
+        if isinstance(rule, ClassPostprocessing) and rule.classes:
+            try:
+                rule.check_classes(folder.labels)
+            except RuleError as error:
+                raise RuleError(f"{folder.postprocessing_file}: {error}") from None
+        return rule
     steps = Postprocessing.from_list(list(folder.recipe.postprocessing))
     return steps if steps.steps else None
 
