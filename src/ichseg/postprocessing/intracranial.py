@@ -41,7 +41,14 @@ import numpy as np
 from scipy import ndimage
 
 from ichseg.io.ctimage import CTImage
-from ichseg.postprocessing.skull_gaps import cast_rays, paint_caps
+from ichseg.postprocessing.midsagittal import midsagittal_plane
+from ichseg.postprocessing.skull_gaps import (
+    VoxelDirections,
+    cropped_ends_beside_gaps,
+    mirrored_thickness,
+    paint_caps,
+)
+from ichseg.postprocessing.skull_rays import SkullRays, SkullView, cast_rays, circle_directions
 from ichseg.units import voxel_volume_ml
 
 #: The bone threshold's bounds (HU); see :func:`bone_threshold`.
@@ -70,6 +77,8 @@ MIN_DENSE_SHARE = 0.5
 
 _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
+_IN_PLANE_SQUARE = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE_SQUARE[1] = True
 _SIX = ndimage.generate_binary_structure(3, 1)
 _DOWNWARDS = np.zeros((3, 3, 3), dtype=bool)  # a voxel and the one below it (axis 0 runs upwards)
 _DOWNWARDS[0, 1, 1] = _DOWNWARDS[1, 1, 1] = True
@@ -139,6 +148,12 @@ class _Grid:
         factors = tuple(max(1, int(target / s)) for target, s in zip(WORKING_MM, spacing))
         return cls(factors, tuple(s * f for s, f in zip(spacing, factors)))  # type: ignore[arg-type]
 
+    @property
+    def offset(self) -> tuple[float, float, float]:
+        """Where (mm) the middle of the block pooled into working voxel (0, 0, 0) lies from
+        input voxel (0, 0, 0)."""
+        return tuple((f - 1) * s / f / 2 for f, s in zip(self.factors, self.spacing))  # type: ignore[return-value]
+
     def pool(self, mask: np.ndarray) -> np.ndarray:
         """True where any input voxel of the block is."""
         if self.factors == (1, 1, 1):
@@ -150,13 +165,18 @@ class _Grid:
     def refined(self, mask: np.ndarray, bone: np.ndarray) -> np.ndarray:
         """Back to the input's grid: each block's value on all its voxels, then grown into the
         voxels (not ``bone``) of the blocks that pooling gave to the bone at its edge."""
+        if self.factors == (1, 1, 1):
+            return mask
+        mask = self.repeated(mask, bone.shape)
+        room = self.repeated(self.pool(bone), bone.shape) & ~bone
+        return ndimage.binary_dilation(mask, _IN_PLANE_SQUARE, iterations=max(self.factors),
+                                       mask=room) | mask
+
+    def repeated(self, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Each block's value on all its voxels, on an input grid of ``shape``."""
         for axis, factor in enumerate(self.factors):
             mask = np.repeat(mask, factor, axis=axis)
-        mask = mask[: bone.shape[0], : bone.shape[1], : bone.shape[2]]
-        steps = max(self.factors) - 1
-        if steps == 0:
-            return mask
-        return ndimage.binary_dilation(mask, _IN_PLANE, iterations=steps, mask=~bone) | mask
+        return mask[: shape[0], : shape[1], : shape[2]]
 
 
 def _find_canonical(hu: np.ndarray, spacing: tuple[float, float, float]) -> IntracranialSpace:
@@ -172,21 +192,24 @@ def _find_canonical(hu: np.ndarray, spacing: tuple[float, float, float]) -> Intr
     bone = grid.pool(bone_full)
     closed = _closed(bone, grid.spacing)
     air = grid.pool(hu < AIR_HU) & ~bone
-    centre = _centre(air, closed, grid.spacing)
-    rays = cast_rays(_without_islands(closed, grid.spacing), grid.pool(hu >= DENSE_HU), air,
-                     grid.spacing, centre, step_mm=min(grid.spacing) / 2)
+    head = ndimage.binary_fill_holes(~air, structure=_IN_PLANE)
+    centre = _centre(head, closed, grid.spacing)
+    view = SkullView(_without_islands(closed, grid.spacing), grid.spacing, hu >= DENSE_HU,
+                     hu < AIR_HU, spacing, grid.offset)
+    rays = cast_rays(view, centre)
     if rays.dense_share < MIN_DENSE_SHARE:
         return IntracranialSpace(None, f"no skull: dense bone (>= {DENSE_HU:g} HU) around the "
                                        f"head's centre in only {100 * rays.dense_share:.0f}% of "
                                        f"directions")
-    shell = closed | paint_caps(closed.shape, grid.spacing, centre, rays)
+    shell = closed | _caps(view, rays, bone, head & ~closed)
     cavity = _component_at(_enclosed(shell), centre, grid.spacing)
-    cavity = _grown_back(cavity, room=closed & ~bone, spacing=grid.spacing)
+    cavity = _grown_back(cavity, closed & ~bone, ~shell & ~cavity, grid.spacing)
     volume_ml = float(np.count_nonzero(cavity)) * voxel_volume_ml(grid.spacing)
     if volume_ml < MIN_SPACE_ML:
         return IntracranialSpace(None, f"no cranial cavity: the skull encloses only "
                                        f"{volume_ml:.0f} mL, less than {MIN_SPACE_ML:g} mL")
     mask = grid.refined(cavity, bone_full)
+    mask |= ndimage.binary_dilation(mask, _IN_PLANE) & bone_full & (hu < DENSE_HU)
     return IntracranialSpace(mask, None, float(np.count_nonzero(mask)) * voxel_volume_ml(spacing),
                              float(rays.gap.mean()))
 
@@ -216,22 +239,55 @@ def _without_islands(bone: np.ndarray, spacing: tuple[float, float, float]) -> n
     return (sizes >= MIN_PIECE_ML)[labels]
 
 
-def _centre(air: np.ndarray, closed: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+def _caps(view: SkullView, rays: SkullRays, bone: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """The caps over the gaps the ``rays`` found, the soft tissue over them as thick as on the
+    other side of the head. Where a gap reaches the first or last slice, the rays from the
+    centre leave through the end before they meet the skin beside the gap: there each slice,
+    from the end inwards while they do, is capped by rays within it from the deepest point of
+    its ``soft`` tissue (inside the head, not bone), in the directions (from the centre) that
+    leave through the end."""
+    shape, spacing = bone.shape, view.spacing
+    if not rays.gap.any():
+        return np.zeros(shape, dtype=bool)
+    surface = bone & ~ndimage.binary_erosion(bone, _IN_PLANE)
+    plane = midsagittal_plane(surface, spacing, rays.centre_mm)
+    seen = VoxelDirections(shape, spacing, rays)
+    caps = paint_caps(seen, mirrored_thickness(view, rays, plane))
+    ends = cropped_ends_beside_gaps(rays)
+    cropped = seen.share(rays.cropped) & soft if ends else None
+    for end in ends:
+        for z in (range(shape[0]) if end == 0 else range(shape[0] - 1, -1, -1)):
+            if not cropped[z].any():
+                break
+            centre = np.array([z * spacing[0], *_deepest_point(soft[z], spacing[1:])])
+            within = cast_rays(view, centre, circle_directions())
+            caps[z] |= paint_caps(VoxelDirections(shape, spacing, within, z),
+                                  mirrored_thickness(view, within, plane, in_slice=True)
+                                  )[0] & cropped[z]
+    return caps
+
+
+def _centre(head: np.ndarray, closed: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """Where the rays start: the deepest point of the head (what is not air, its slices
     filled), which lies in the cranium; a craniectomy leaves the skin, so it does not move it.
     Should that point be bone, the deepest point of the non-bone part of the head."""
-    head = ndimage.binary_fill_holes(~air, structure=_IN_PLANE)
     centre = _deepest_point(head, spacing)
     index = tuple(np.clip(np.rint(centre / spacing).astype(int), 0, np.array(closed.shape) - 1))
     return centre if not closed[index] else _deepest_point(head & ~closed, spacing)
 
 
-def _deepest_point(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """The point (mm) of ``mask`` farthest from its edge, found on a grid of about 4 mm."""
+def _deepest_point(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """The point (mm) of ``mask`` (a volume or a slice) farthest from its edge, found on a grid
+    of about 4 mm. A volume's first and last slices are no edge: they go on beyond it (a scan
+    cropped at the vertex or the skull base)."""
     step = tuple(max(1, round(4.0 / s)) for s in spacing)
-    coarse = mask[:: step[0], :: step[1], :: step[2]]
+    coarse = mask[tuple(slice(None, None, k) for k in step)]
+    if mask.ndim == 3:
+        coarse = np.pad(coarse, ((1, 1), (0, 0), (0, 0)), mode="edge")
     depth = ndimage.distance_transform_edt(np.pad(coarse, 1), sampling=[
-        s * k for s, k in zip(spacing, step)])[1:-1, 1:-1, 1:-1]
+        s * k for s, k in zip(spacing, step)])[(slice(1, -1),) * mask.ndim]
+    if mask.ndim == 3:
+        depth = depth[1:-1]
     index = np.unravel_index(int(np.argmax(depth)), depth.shape)
     return np.array([i * k * s for i, k, s in zip(index, step, spacing)], dtype=float)
 
@@ -248,15 +304,19 @@ def _component_at(enclosed: np.ndarray, centre_mm: np.ndarray,
     return labels == label if label else enclosed
 
 
-def _grown_back(cavity: np.ndarray, room: np.ndarray,
+def _grown_back(cavity: np.ndarray, room: np.ndarray, outside: np.ndarray,
                 spacing: tuple[float, float, float]) -> np.ndarray:
     """The cavity grown within ``room`` (never through bone) by about :data:`CLOSING_MM`, within
     the slices and downwards (into the folds of the skull base; not upwards, where the slices
     that cut the vault's top obliquely hold partial-volume bone), and its islands
-    (calcifications, streaks) filled."""
-    grown = cavity
+    (calcifications, streaks) filled. What lies ``outside`` grows into the room in step with it:
+    a channel the closing sealed through the bone (a burr hole) is shared between them, a fold
+    (which only the cavity reaches) is the cavity's."""
+    grown, rival = cavity, outside
     for structure, step in ((_IN_PLANE, min(spacing[1:])), (_DOWNWARDS, spacing[0])):
-        steps = max(1, round(CLOSING_MM / step))
-        grown = ndimage.binary_dilation(grown, structure, iterations=steps, mask=room | grown)
+        for _ in range(max(1, round(CLOSING_MM / step))):
+            free = room & ~grown & ~rival
+            rival = rival | (ndimage.binary_dilation(rival, _SIX) & free)
+            grown = grown | (ndimage.binary_dilation(grown, structure) & free & ~rival)
     walled = np.pad(grown, ((1, 1), (0, 0), (0, 0)), constant_values=True)
     return ndimage.binary_fill_holes(walled)[1:-1]
