@@ -210,12 +210,12 @@ def test_the_bone_threshold_follows_the_slice_thickness():
 
 @pytest.fixture(scope="module")
 def bleed_and_outside():
-    """A tiny phantom with a bleed, and a prediction: the bleed, a blob of scalp beside the
-    skull, and a component that reaches from the cavity into the bone."""
+    """A tiny phantom with a bleed, and a prediction: the bleed, a blob of soft tissue beside the
+    skull (scalp or temporal muscle), and a component that reaches from the cavity into the bone."""
     case = generate_case(5, "tiny", hemorrhage=True)
     bleed = case.label.astype(bool)
-    scalp = (case.tissues == Tissue.SCALP) & case.pure
-    z, y, x = np.argwhere(scalp & (np.arange(scalp.shape[0]) == scalp.shape[0] // 2)[:, None, None])[0]
+    soft = np.isin(case.tissues, [Tissue.SCALP, Tissue.MUSCLE]) & case.pure
+    z, y, x = np.argwhere(soft & (np.arange(soft.shape[0]) == soft.shape[0] // 2)[:, None, None])[0]
     blob = np.zeros_like(bleed)
     blob[z - 1:z + 2, max(y - 1, 0):y + 2, max(x - 1, 0):x + 2] = True
     blob &= ~intracranial(case) & ~ndimage.binary_dilation(intracranial(case), _CUBE)
