@@ -62,7 +62,7 @@ def direction_from_centre(case, direction: tuple[float, float, float]) -> tuple[
     intracranial centroid, and its distance from there in mm."""
     spacing = np.asarray(case.image.spacing)
     centre = np.argwhere(intracranial(case)).mean(axis=0) * spacing
-    offsets = [np.arange(n) * s - c for n, s, c in zip(case.tissues.shape, spacing, centre)]
+    offsets = [np.arange(n) * s - c for n, s, c in zip(case.tissues.shape, spacing, centre, strict=True)]
     z, y, x = np.meshgrid(*offsets, indexing="ij", sparse=True)
     distance = np.sqrt(z * z + y * y + x * x) + 1e-6
     unit = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
@@ -173,9 +173,9 @@ def test_a_tilt_corrected_scan_with_padding_in_its_corners():
     shift = np.rint(np.arange(case.image.shape[0]) * spacing[0] * np.tan(np.radians(15))
                     / spacing[1]).astype(int)
     shift -= shift[len(shift) // 2]
-    hu = np.stack([np.roll(s, k, axis=0) for s, k in zip(case.image.array, shift)])
-    tissues = np.stack([np.roll(s, k, axis=0) for s, k in zip(case.tissues, shift)])
-    pure = np.stack([np.roll(s, k, axis=0) for s, k in zip(case.pure, shift)])
+    hu = np.stack([np.roll(s, k, axis=0) for s, k in zip(case.image.array, shift, strict=True)])
+    tissues = np.stack([np.roll(s, k, axis=0) for s, k in zip(case.tissues, shift, strict=True)])
+    pure = np.stack([np.roll(s, k, axis=0) for s, k in zip(case.pure, shift, strict=True)])
     n = hu.shape[1]
     y, x = np.ogrid[:n, :n]
     outside = (y - n / 2 + 0.5) ** 2 + (x - n / 2 + 0.5) ** 2 > (n / 2) ** 2

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ichseg.batch.runner import predict_folder
 from ichseg.cli import build_parser
 from ichseg.data.synth import Tissue, generate_case
 from ichseg.errors import RecipeError
 from ichseg.io.image import save_image
-from ichseg.batch.runner import predict_folder
 from ichseg.model.folder import ModelFolder
 from ichseg.postprocessing import (
     Postprocessing,

@@ -20,7 +20,6 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from scanner_series import Acquisition, dciodvfy_errors, voxel_centres
 
 from ichseg.cli import compare as compare_cli
 from ichseg.clinical import case_measures, compare_files
@@ -44,6 +43,7 @@ from ichseg.report.outputs import (
 from ichseg.report.summary import CaseSummary
 from ichseg.segmentation.result import Segmentation
 from ichseg.serve.results import write_results
+from scanner_series import Acquisition, dciodvfy_errors, voxel_centres
 
 EDH, IPH, IVH, SAH, SDH = 1, 2, 3, 4, 5
 #: SNOMED CT type of each class, as the README lists them with their sources.
@@ -244,7 +244,7 @@ def test_pacs_results_report_each_type(typed_case, tmp_path):
     tracking = {int(s.SegmentNumber): (s.TrackingID, s.TrackingUID) for s in seg.SegmentSequence}
     groups = sr_groups(sr)
     assert len(groups) == len(tracking) + 1
-    for group, (number, (name, uid)) in zip(groups, sorted(tracking.items())):
+    for group, (number, (name, uid)) in zip(groups, sorted(tracking.items()), strict=True):
         assert (group["segment"], group["uid"], group["finding"]) == (number, uid, TYPE_CODES[SUBTYPES.value(name)])
         volume = measures.subtypes.classes[name].volume_ml
         assert (VOLUME, SUM_OF_VOXELS, pytest.approx(volume, abs=1e-3)) in group["numbers"]

@@ -20,7 +20,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from test_segmenter import FakeModels
 
 from ichseg.batch.runner import predict_folder
 from ichseg.crossval import cv_report, select_postprocessing
@@ -48,6 +47,7 @@ from ichseg.preprocessing.pipeline import CTPreprocessing
 from ichseg.recipes import load_recipe
 from ichseg.report.options import OutputOptions
 from ichseg.segmentation.segmenter import Segmenter, folder_rule
+from test_segmenter import FakeModels
 
 RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 SPACING = (5.0, 0.8, 0.6)
@@ -325,7 +325,8 @@ def test_a_case_travels_pickled_between_the_stages(hu):
     segmenter = Segmenter(FakeClassModels(SEEDS), EnsembleSpec("uncertainty"), rules)
     image = CTImage(hu, SPACING, direction=RAS)
     canonical = image.reoriented()
-    ensembled = pickle.loads(pickle.dumps(segmenter.ensemble_case(image, canonical, segmenter.models.prepare(canonical))))
+    prepared = segmenter.models.prepare(canonical)
+    ensembled = pickle.loads(pickle.dumps(segmenter.ensemble_case(image, canonical, prepared)))
     assert ensembled.labels == SUBTYPES
     travelled = finish_case(ensembled, pickle.loads(pickle.dumps(rules)))
     here = segmenter.segment(image)

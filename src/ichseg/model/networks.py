@@ -99,7 +99,7 @@ class ModelSet:
         keys = {n.preprocessing_key[:2] for n in self.networks}
         if len(keys) > 1:
             raise ModelError(f"{folder.path}: models were planned on different data sets or plans {sorted(keys)}")
-        for model, network in zip(self.models, self.networks):
+        for model, network in zip(self.models, self.networks, strict=True):
             if network.n_classes != self.labels.n_classes:
                 raise ModelError(f"{model.checkpoint}: the network has {network.n_classes} outputs, its "
                                  f"dataset.json {self.labels.n_classes} classes")

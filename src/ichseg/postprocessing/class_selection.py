@@ -77,15 +77,15 @@ def select_class_rules(cases: Sequence[ClassCase], labels: LabelScheme,
     any_selection, kept = _choose_on_any_hemorrhage(cases, margin, metric_fn)
     per_class = [CandidateScores(candidate_grid(False) if candidates is None else candidates, metric_fn)
                  for _ in labels.hemorrhage_values]
-    for case, inside in zip(cases, kept):
+    for case, inside in zip(cases, kept, strict=True):
         prediction = case.prediction if inside is None else np.where(
             np.unpackbits(inside, count=case.prediction.size).reshape(case.prediction.shape), case.prediction, 0)
-        for value, scores in zip(labels.hemorrhage_values, per_class):
+        for value, scores in zip(labels.hemorrhage_values, per_class, strict=True):
             predicted, reference = prediction == value, case.reference == value
             if predicted.any() or reference.any():
                 scores.add(CaseSteps(predicted, case.spacing), reference)
     classes = {labels.name(value): scores.selection(margin) if scores.n_cases else None
-               for value, scores in zip(labels.hemorrhage_values, per_class)}
+               for value, scores in zip(labels.hemorrhage_values, per_class, strict=True)}
     steps = any_selection.chosen if any_selection is not None else Postprocessing()
     chosen = ClassPostprocessing(steps, {name: selection.chosen for name, selection in classes.items()
                                          if selection is not None})

@@ -145,20 +145,20 @@ class _Grid:
 
     @classmethod
     def for_spacing(cls, spacing: tuple[float, float, float]) -> _Grid:
-        factors = tuple(max(1, int(target / s)) for target, s in zip(WORKING_MM, spacing))
-        return cls(factors, tuple(s * f for s, f in zip(spacing, factors)))  # type: ignore[arg-type]
+        factors = tuple(max(1, int(target / s)) for target, s in zip(WORKING_MM, spacing, strict=True))
+        return cls(factors, tuple(s * f for s, f in zip(spacing, factors, strict=True)))  # type: ignore[arg-type]
 
     @property
     def offset(self) -> tuple[float, float, float]:
         """Where (mm) the middle of the block pooled into working voxel (0, 0, 0) lies from
         input voxel (0, 0, 0)."""
-        return tuple((f - 1) * s / f / 2 for f, s in zip(self.factors, self.spacing))  # type: ignore[return-value]
+        return tuple((f - 1) * s / f / 2 for f, s in zip(self.factors, self.spacing, strict=True))  # type: ignore[return-value]
 
     def pool(self, mask: np.ndarray) -> np.ndarray:
         """True where any input voxel of the block is."""
         if self.factors == (1, 1, 1):
             return mask
-        padded = np.pad(mask, [(0, -n % f) for n, f in zip(mask.shape, self.factors)])
+        padded = np.pad(mask, [(0, -n % f) for n, f in zip(mask.shape, self.factors, strict=True)])
         (nz, ny, nx), (fz, fy, fx) = padded.shape, self.factors
         return padded.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).any(axis=(1, 3, 5))
 
@@ -285,11 +285,11 @@ def _deepest_point(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     if mask.ndim == 3:
         coarse = np.pad(coarse, ((1, 1), (0, 0), (0, 0)), mode="edge")
     depth = ndimage.distance_transform_edt(np.pad(coarse, 1), sampling=[
-        s * k for s, k in zip(spacing, step)])[(slice(1, -1),) * mask.ndim]
+        s * k for s, k in zip(spacing, step, strict=True)])[(slice(1, -1),) * mask.ndim]
     if mask.ndim == 3:
         depth = depth[1:-1]
     index = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return np.array([i * k * s for i, k, s in zip(index, step, spacing)], dtype=float)
+    return np.array([i * k * s for i, k, s in zip(index, step, spacing, strict=True)], dtype=float)
 
 
 def _component_at(enclosed: np.ndarray, centre_mm: np.ndarray,

@@ -159,7 +159,7 @@ class VoxelDirections:
         self.shape = (count, *shape[1:])
         axes = [(np.arange(first, first + count) * spacing[0] - rays.centre_mm[0]),
                 *(np.arange(n) * s - c for n, s, c in zip(shape[1:], spacing[1:],
-                                                          rays.centre_mm[1:]))]
+                                                          rays.centre_mm[1:], strict=True))]
         axes = [axis.astype(np.float32) for axis in axes]
         z, y, x = np.meshgrid(*axes, indexing="ij", sparse=True)
         self.radius = np.sqrt(z * z + y * y + x * x)

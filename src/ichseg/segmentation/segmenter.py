@@ -11,7 +11,8 @@ same ones: :func:`read_case` (read, turn to the canonical orientation, preproces
 configuration), :meth:`Segmenter.ensemble_case` (every model's probability into running sums, the
 ensemble rule), :func:`finish_case` (back to the input's orientation, the model folder's
 postprocessing rule). A folder of several hemorrhage classes gives a class map: each model's class
-probabilities are summed per class and the mask holds each voxel's class (DESIGN §15). What passes between them is plain data (arrays, CPU tensors), which can
+probabilities are summed per class and the mask holds each voxel's class (DESIGN §15).
+What passes between them is plain data (arrays, CPU tensors), which can
 travel between processes.
 """
 
