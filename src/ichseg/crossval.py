@@ -36,6 +36,8 @@ from ichseg.workspace import Workspace, WorkspaceLike
 
 if TYPE_CHECKING:
     from ichseg.ensemble.accumulator import EnsembleAccumulator
+    from ichseg.postprocessing.class_selection import ClassSelection
+    from ichseg.postprocessing.selection import Selection
 
 #: Ensemble strategies compared in the report, by label.
 STRATEGIES: dict[str, EnsembleSpec] = {
@@ -190,8 +192,8 @@ def cv_report(model: str | Path, workspace: str | Path | Workspace | None = None
     if len(study.groups) > 1:
         methods.update({f"ensemble: {label}": spec for label, spec in STRATEGIES.items()})
     results: dict[str, list[dict[str, Any]]] = {method: [] for method in methods}
-    class_results = {name: {method: [] for method in methods} for name in labels.names[1:]} \
-        if labels.is_multiclass else {}
+    class_results: dict[str, dict[str, list[dict[str, Any]]]] = (
+        {name: {method: [] for method in methods} for name in labels.names[1:]} if labels.is_multiclass else {})
     for case in progress_bar(study, "Evaluating out-of-fold predictions", progress):
         sums = out_of_fold_sums(case) if len(study.groups) > 1 else None
         for method, spec in methods.items():
@@ -322,6 +324,7 @@ def select_postprocessing(model: str | Path, workspace: str | Path | Workspace |
     cases = [ClassCase(ensemble_out_of_fold(c, spec)[0], c.reference, c.spacing,
                        _image_loader(images / f"{c.name}{IMAGE_SUFFIX}"))
              for c in progress_bar(study, "Ensembling out-of-fold predictions", progress)]
+    selection: Selection | ClassSelection
     if study.labels.is_multiclass:
         selection = select_class_rules(cases, study.labels, candidates, margin)
     else:

@@ -29,8 +29,8 @@ from ichseg.segmentation.result import EnsembledCase
 from ichseg.segmentation.segmenter import Segmenter, finish_case, read_case
 
 if TYPE_CHECKING:  # the report modules load in the writer thread, during the first case's networks
-    from ichseg.postprocessing import Postprocessing, Rule
     from ichseg.report.outputs import CaseOutputs
+    from ichseg.segmentation.segmenter import FolderRule
 
 #: How many segmented cases may wait for the background writer before prediction waits for it.
 _WRITES_AHEAD = 2
@@ -116,7 +116,7 @@ def segment_batch(models: BatchModels, scan: InputScan, run: Run, options: Outpu
     return end_batch(result, run)
 
 
-def write_case(case: EnsembledCase, rule: Rule | Postprocessing | None, output_dir: Path,
+def write_case(case: EnsembledCase, rule: FolderRule | None, output_dir: Path,
                options: OutputOptions) -> CaseOutputs:
     """A case's last stage: :func:`~ichseg.segmentation.segmenter.finish_case`, then its files."""
     from ichseg.report.outputs import write_segmentation

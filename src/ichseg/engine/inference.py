@@ -154,7 +154,8 @@ class TrainedNetwork:
                            device=probability.device)
         if channels:
             full[0] = 1.0
-        full[(..., *(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"]))] = probability
+        crop: tuple[Any, ...] = (..., *(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"]))
+        full[crop] = probability
         leading = tuple(range(len(channels)))
         return full.permute(*leading, *(axis + len(channels) for axis in self.plan.transpose_backward))
 

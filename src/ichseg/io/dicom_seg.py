@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -93,7 +94,6 @@ def _description(number: int, name: str, algorithm: hd.AlgorithmIdentificationSe
     """Segment ``number`` of class ``name``; ``labels`` (a class map's scheme) adds its colour and
     a tracking ID, one-class hemorrhage (None) stays red and untracked."""
     coding = class_coding(name)
-    tracking = {} if labels is None else {"tracking_id": name, "tracking_uid": generate_uid()}
     color = (SEGMENT_COLOR if labels is None
              else hd.color.CIELabColor.from_string(class_color(name, labels.names[1:])))
     return hd.seg.SegmentDescription(
@@ -105,7 +105,8 @@ def _description(number: int, name: str, algorithm: hd.AlgorithmIdentificationSe
         algorithm_identification=algorithm,
         anatomic_regions=[coding.region],
         display_color=color,
-        **tracking,
+        tracking_id=None if labels is None else name,
+        tracking_uid=None if labels is None else generate_uid(),
     )
 
 
@@ -116,7 +117,7 @@ def segment_tracking(seg: pydicom.Dataset) -> dict[int, tuple[str, str]]:
 
 
 def write_dicom_seg(mask: np.ndarray, source: CTImage, path: str | os.PathLike, *,
-                    overwrite: bool = False, **options: str) -> Path:
+                    overwrite: bool = False, **options: Any) -> Path:
     """Write :func:`build_dicom_seg`'s object to ``path`` atomically (``options``: its keywords)."""
     segmentation = build_dicom_seg(mask, source, **options)
     path = Path(path)

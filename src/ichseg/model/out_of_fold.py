@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def write_out_of_fold(folder: ModelFolder, images: Path, group: str, fold: int |
         (output,) = list(models.probabilities(models.prepare(image)))
         stored = stored_probabilities(output.probability.float().cpu().numpy(), models.labels)
         with atomic_file(oof_dir / f"{case}.npz", overwrite=True) as tmp, open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **stored, fold=fold)
+            np.savez_compressed(handle, **cast(dict[str, Any], stored), fold=fold)
         bar.advance(task)
     bar.remove_task(task)
 

@@ -99,7 +99,7 @@ def _choose_on_any_hemorrhage(cases: Sequence[ClassCase], margin: float, metric_
     if not cases or any(case.image is None for case in cases):
         return None, [None] * len(cases)
     scores = CandidateScores(ON_ANY_HEMORRHAGE, metric_fn)
-    inside = []
+    inside: list[np.ndarray | None] = []
     for case in cases:
         steps = CaseSteps(case.prediction != 0, case.spacing, case.image)
         scores.add(steps, case.reference != 0)

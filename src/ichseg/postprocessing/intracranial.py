@@ -112,14 +112,16 @@ def find_intracranial_space(image: CTImage | np.ndarray,
     """
     if isinstance(image, CTImage):
         canonical = image.reoriented()
-        space = _find_canonical(np.asarray(canonical.array), canonical.spacing)
+        z, y, x = canonical.spacing
+        space = _find_canonical(np.asarray(canonical.array), (z, y, x))
         if space.mask is None or canonical is image:
             return space
         back = canonical.with_array(space.mask.view(np.uint8)).reoriented(image.orientation)
         return IntracranialSpace(back.array.astype(bool), None, space.volume_ml, space.capped_share)
     if spacing is None or len(spacing) != 3:
         raise ValueError(f"a bare array needs its (z, y, x) spacing, got {spacing!r}")
-    return _find_canonical(np.asarray(image), tuple(float(s) for s in spacing))
+    z, y, x = (float(s) for s in spacing)
+    return _find_canonical(np.asarray(image), (z, y, x))
 
 
 def bone_threshold(slice_mm: float) -> float:
@@ -160,7 +162,7 @@ class _Grid:
             return mask
         padded = np.pad(mask, [(0, -n % f) for n, f in zip(mask.shape, self.factors, strict=True)])
         (nz, ny, nx), (fz, fy, fx) = padded.shape, self.factors
-        return padded.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).any(axis=(1, 3, 5))
+        return np.asarray(padded.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).any(axis=(1, 3, 5)))
 
     def refined(self, mask: np.ndarray, bone: np.ndarray) -> np.ndarray:
         """Back to the input's grid: each block's value on all its voxels, then grown into the
@@ -254,7 +256,9 @@ def _caps(view: SkullView, rays: SkullRays, bone: np.ndarray, soft: np.ndarray) 
     seen = VoxelDirections(shape, spacing, rays)
     caps = paint_caps(seen, mirrored_thickness(view, rays, plane))
     ends = cropped_ends_beside_gaps(rays)
-    cropped = seen.share(rays.cropped) & soft if ends else None
+    if not ends:
+        return caps
+    cropped = seen.share(rays.cropped) & soft
     for end in ends:
         for z in (range(shape[0]) if end == 0 else range(shape[0] - 1, -1, -1)):
             if not cropped[z].any():

@@ -86,8 +86,8 @@ def _coarse(surface: np.ndarray, spacing: tuple[float, float, float]
         return surface, spacing
     nz, ny, nx = surface.shape
     padded = np.pad(surface, ((0, 0), (0, -ny % factor), (0, -nx % factor)))
-    blocks = padded.reshape(nz, padded.shape[1] // factor, factor, padded.shape[2] // factor,
-                            factor).any(axis=(2, 4))
+    blocks = np.asarray(padded.reshape(nz, padded.shape[1] // factor, factor, padded.shape[2] // factor,
+                                       factor).any(axis=(2, 4)))
     return blocks, (spacing[0], spacing[1] * factor, spacing[2] * factor)
 
 

@@ -27,7 +27,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from ichseg.clinical.measures import INTRAPARENCHYMAL, CaseMeasures
+from ichseg.clinical.measures import INTRAPARENCHYMAL, CaseMeasures, SubtypeMeasures
 from ichseg.ensemble.info import EnsembleInfo
 from ichseg.io.dicom_seg import segment_tracking
 from ichseg.io.hemorrhage_codes import INTRACRANIAL, class_coding
@@ -65,9 +65,12 @@ def measurement_report(seg: Dataset, sources: Sequence[Dataset], measures: CaseM
     evidence, which is how the SR references the source series.
     """
     algorithm = hd.sr.AlgorithmIdentification(name="ichseg", version=__version__)
-    tracked = segment_tracking(seg) if measures.subtypes is not None else {}
-    if tracked:
-        groups = [*(_type_group(seg, sources, number, name, uid, measures, algorithm)
+    subtypes = measures.subtypes
+    tracked = segment_tracking(seg) if subtypes is not None else {}
+    groups: list[hd.sr.MeasurementsAndQualitativeEvaluations
+                 | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]
+    if subtypes is not None and tracked:
+        groups = [*(_type_group(seg, sources, number, name, uid, subtypes, algorithm)
                     for number, (name, uid) in sorted(tracked.items())),
                   _all_types_group(measures, ensemble, algorithm)]
     else:
@@ -106,12 +109,11 @@ def _volumetric_group(seg: Dataset, sources: Sequence[Dataset], number: int,
 
 
 def _type_group(seg: Dataset, sources: Sequence[Dataset], number: int, name: str, uid: str,
-                measures: CaseMeasures, algorithm: hd.sr.AlgorithmIdentification
+                subtypes: SubtypeMeasures, algorithm: hd.sr.AlgorithmIdentification
                 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     """Segment ``number`` (type ``name``, tracked as ``uid`` in the SEG): its volume, and ABC/2 for
     the intraparenchymal hematoma."""
     coding = class_coding(name)
-    subtypes = measures.subtypes
     found = [hd.sr.Measurement(name=VOLUME, value=round(subtypes.classes[name].volume_ml, 3), unit=MILLILITER,
                                method=SUM_OF_VOXELS)]
     if name == INTRAPARENCHYMAL and subtypes.iph_abc2 is not None:
