@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -26,6 +27,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from orthanc import LOOPBACK
+
+#: Bound on a loopback handshake (immediate, but the CI box is slow and shared).
+HANDSHAKE_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -81,8 +85,14 @@ class SilentListener:
         conn.close()
 
     def close(self) -> None:
+        """Stop accepting and hang up every held connection. Closing a socket whose reader blocks
+        in ``recv`` would leave the connection open: shutting it down sends the FIN and wakes it."""
         self._closing.set()
         for conn in self._held:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the other side hung up first
             conn.close()
 
     def __enter__(self) -> Self:
@@ -103,8 +113,12 @@ def full_backlog() -> Iterator[int]:
         filler.setblocking(False)
         filler.connect_ex((LOOPBACK, port))
         fillers.append(filler)
-    time.sleep(0.2)  # let the handshakes that fit complete, so the queue is full
     try:
+        # The queue is full once a handshake has completed: that filler turns writable. The
+        # others' SYNs are dropped, so they stay half-open and never do.
+        _, connected, _ = select.select([], fillers, [], HANDSHAKE_TIMEOUT_S)
+        if not any(filler.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for filler in connected):
+            raise RuntimeError(f"no handshake with the listener completed within {HANDSHAKE_TIMEOUT_S:g} s")
         yield port
     finally:
         for filler in fillers:
