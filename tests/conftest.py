@@ -59,3 +59,18 @@ def tiny_model(planned_tiny):
     _, ws = planned_tiny
     return train("tiny", "nnunet", workspace=ws, folds=[0], epochs=1, iterations=2, val_iterations=1,
                  progress=False, device="cpu").path
+
+
+@pytest.fixture
+def ichseg_evaluate(monkeypatch, capsys):
+    """Run ``ichseg`` with only its evaluate command registered; return (exit code, stdout, stderr)."""
+    from ichseg import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("evaluate",))
+
+    def run(*args):
+        code = cli.main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -27,7 +27,7 @@ SOURCE = Path(ichseg.__file__).resolve().parent.parent
 #: module or package of ichseg ("" is the package itself, the lazy facade of ``import ichseg``).
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundation", frozenset({"version", "errors", "units", "connectivity", "atomic", "layout", "progress",
-                              "workspace", "labels", "palette"})),
+                              "workspace", "labels", "palette", "jsonfile"})),
     ("domain", frozenset({"io", "preprocessing", "ensemble", "metrics", "clinical", "postprocessing", "recipes",
                           "data"})),
     ("engine", frozenset({"engine"})),

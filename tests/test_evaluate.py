@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ichseg import cli
 from ichseg.errors import InputError, OutputExistsError
 from ichseg.io import CTImage, save_mask
 from ichseg.metrics import case_metrics, compare_methods, evaluate, evaluate_folders
@@ -187,22 +186,9 @@ def test_compare_refuses_two_methods_with_one_name(cases, tmp_path):
         compare_methods([pred, twin], ref, workers=1, progress=False)
 
 
-@pytest.fixture
-def ichseg(monkeypatch, capsys):
-    """Run ``ichseg`` with only this command registered; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("evaluate",))
-
-    def run(*args):
-        code = cli.main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
-def test_cli_evaluates_prints_tables_and_reports_missing_cases(cases, tmp_path, ichseg):
+def test_cli_evaluates_prints_tables_and_reports_missing_cases(cases, tmp_path, ichseg_evaluate):
     pred, ref = cases
-    code, out, err = ichseg("evaluate", pred, ref, "-o", tmp_path / "out", "--workers", "1")
+    code, out, err = ichseg_evaluate("evaluate", pred, ref, "-o", tmp_path / "out", "--workers", "1")
     assert code == 0
     assert "Per case" in out and "c2" in out and "Summary of 3 cases" in out
     assert "no prediction" not in err
@@ -210,23 +196,23 @@ def test_cli_evaluates_prints_tables_and_reports_missing_cases(cases, tmp_path, 
     assert (tmp_path / "out" / "summary.json").exists()
 
 
-def test_cli_exits_2_and_names_the_failed_case(cases, ichseg):
+def test_cli_exits_2_and_names_the_failed_case(cases, ichseg_evaluate):
     pred, ref = cases
     write(ref / "bad.nii.gz", reference_mask(0))
     write(pred / "bad.nii.gz", reference_mask(0) * 3)
-    code, out, err = ichseg("evaluate", pred, ref, "--workers", "1", "--tolerance", "1.0")
+    code, out, err = ichseg_evaluate("evaluate", pred, ref, "--workers", "1", "--tolerance", "1.0")
     assert code == 2
     assert f"ichseg: error: case bad: {pred / 'bad.nii.gz'}: the prediction is not a binary mask: " \
            "it holds 3; to evaluate a label map, name its classes" in err
     assert "NSD tolerance 1 mm" in out
 
 
-def test_cli_compare_prints_the_ranking(cases, tmp_path, ichseg):
+def test_cli_compare_prints_the_ranking(cases, tmp_path, ichseg_evaluate):
     pred, ref = cases
     perfect = tmp_path / "perfect"
     for index in range(4):
         write(perfect / f"c{index}.nii.gz", reference_mask(index))
-    code, out, err = ichseg("evaluate", "--compare", pred, perfect, "--ref", ref, "--workers", "1")
+    code, out, err = ichseg_evaluate("evaluate", "--compare", pred, perfect, "--ref", ref, "--workers", "1")
     assert code == 0
     assert "INSTANCE ranking" in out
     assert out.index("perfect") < out.index("model_a")
@@ -235,15 +221,15 @@ def test_cli_compare_prints_the_ranking(cases, tmp_path, ichseg):
 @pytest.mark.parametrize("args", [("evaluate",), ("evaluate", "a"), ("evaluate", "--compare", "a"),
                                   ("evaluate", "a", "b", "--ref", "c"),
                                   ("evaluate", "{pred}", "{ref}", "--tolerance", "-1")])
-def test_cli_usage_errors_are_one_line(cases, ichseg, args):
+def test_cli_usage_errors_are_one_line(cases, ichseg_evaluate, args):
     pred, ref = cases
-    code, _, err = ichseg(*(arg.format(pred=pred, ref=ref) for arg in args))
+    code, _, err = ichseg_evaluate(*(arg.format(pred=pred, ref=ref) for arg in args))
     assert code == 2
     assert err.startswith("ichseg: error: ") and err.count("\n") == 1
 
 
-def test_cli_refuses_to_overwrite_outputs(cases, tmp_path, ichseg):
+def test_cli_refuses_to_overwrite_outputs(cases, tmp_path, ichseg_evaluate):
     pred, ref = cases
     (tmp_path / "out").mkdir()
-    code, _, err = ichseg("evaluate", pred, ref, "-o", tmp_path / "out")
+    code, _, err = ichseg_evaluate("evaluate", pred, ref, "-o", tmp_path / "out")
     assert code == 2 and "already exists (use --overwrite to replace it)" in err

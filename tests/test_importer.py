@@ -507,7 +507,7 @@ def test_values_outside_the_declared_classes_are_one_line_naming_file_and_values
 
 
 @pytest.mark.parametrize("labels_json, message", [
-    ("{", "not readable as JSON"),
+    ("{", "cannot read labels"),
     ('["IPH"]', "expected nnU-Net's labels"),
     ('{"background": 0, "edema": 1, "IPH": 2}', "unknown class 'edema'"),
 ])

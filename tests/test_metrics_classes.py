@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ichseg import cli
 from ichseg.errors import InputError
 from ichseg.io import CTImage, save_mask
 from ichseg.labels import ONE_CLASS, SUBTYPES, LabelError, LabelScheme
@@ -246,29 +245,17 @@ def test_compare_ranks_any_hemorrhage_and_each_class(typed, tmp_path):
 
 # --- the command line ---
 
-@pytest.fixture
-def ichseg(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("evaluate",))
-
-    def run(*args):
-        code = cli.main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
-def test_cli_names_the_classes_with_labels(typed, ichseg):
+def test_cli_names_the_classes_with_labels(typed, ichseg_evaluate):
     (typed / "labels.json").unlink()
-    code, out, err = ichseg("evaluate", typed / "shifted", typed / "ref", "--workers", "1",
+    code, out, err = ichseg_evaluate("evaluate", typed / "shifted", typed / "ref", "--workers", "1",
                             "--labels", "EDH=1,IPH=2,IVH=3,SAH=4,SDH=5")
     assert code == 0, err
     assert "Per case, any hemorrhage" in out and "By class" in out and "SDH" in out
     assert "False positives on cases without hemorrhage" in out
 
 
-def test_cli_compare_prints_each_class_ranking(typed, ichseg):
-    code, out, _ = ichseg("evaluate", "--compare", typed / "shifted", typed / "swapped",
+def test_cli_compare_prints_each_class_ranking(typed, ichseg_evaluate):
+    code, out, _ = ichseg_evaluate("evaluate", "--compare", typed / "shifted", typed / "swapped",
                           "--ref", typed / "ref", "--workers", "1")
     assert code == 0
     assert "INSTANCE ranking, any hemorrhage" in out and "INSTANCE ranking, IVH" in out
@@ -278,8 +265,8 @@ def test_cli_compare_prints_each_class_ranking(typed, ichseg):
     ("EDH", "expected NAME=VALUE entries"),
     ("IPH=1", "outside the classes 0-1 named by --labels"),
 ])
-def test_cli_label_errors_are_one_line(typed, ichseg, labels, message):
-    code, _, err = ichseg("evaluate", typed / "shifted", typed / "ref", "--workers", "1",
+def test_cli_label_errors_are_one_line(typed, ichseg_evaluate, labels, message):
+    code, _, err = ichseg_evaluate("evaluate", typed / "shifted", typed / "ref", "--workers", "1",
                           "--labels", labels)
     errors = [line for line in err.splitlines() if line.startswith("ichseg: error: ")]
     assert code == 2 and errors and all(message in line for line in errors)

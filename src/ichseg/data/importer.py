@@ -29,7 +29,6 @@ leaves nothing behind. Images and labels are reoriented to
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -56,6 +55,7 @@ from ichseg.io.image import (
     save_mask,
 )
 from ichseg.io.inputs import entry_problem
+from ichseg.jsonfile import read_json
 from ichseg.labels import (
     ONE_CLASS,
     SUBTYPES,
@@ -207,10 +207,7 @@ def _labels_file_mapping(path: Path) -> LabelMapping:
     """The classes ``labels.json`` declares; one class (0, 1) without the file."""
     if not path.exists():
         return LabelMapping.identity(ONE_CLASS)
-    try:
-        declared = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not readable as JSON ({exc})") from None
+    declared = read_json(path, InputError, "labels")
     if not isinstance(declared, dict):
         raise InputError(f"{path}: expected nnU-Net's labels, an object of class names and values")
     try:
@@ -221,10 +218,7 @@ def _labels_file_mapping(path: Path) -> LabelMapping:
 
 def _scan_nnunet_raw(source: Path, labels: LabelMapping | None) -> SourceScan:
     dataset_json = source / "dataset.json"
-    try:
-        description = json.loads(dataset_json.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{dataset_json}: not readable as JSON ({exc})") from None
+    description = read_json(dataset_json, InputError, "nnU-Net's data set description")
     if not isinstance(description, dict):
         raise InputError(f"{dataset_json}: expected a JSON object")
     ending = description.get("file_ending", OUTPUT_ENDING)

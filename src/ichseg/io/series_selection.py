@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ichseg.errors import IchsegError
+from ichseg.jsonfile import read_json
 
 #: The rules ichseg ships, beside this module.
 DEFAULT_RULES_FILE = "series_rules.json"
@@ -339,13 +340,7 @@ class SeriesRules:
     def load(cls, path: str | os.PathLike) -> SeriesRules:
         """Read a rules file; any problem is one line naming the file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SeriesRulesError(f"{path}: no such series rules file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise SeriesRulesError(f"{path}: cannot read series rules ({error})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, SeriesRulesError, "series rules"), str(path))
 
     @classmethod
     def coerce(cls, rules: SeriesRules | str | os.PathLike | None) -> SeriesRules:

@@ -9,13 +9,13 @@ sequences existed hold one rule, ``{"rule": {...}}``, and read as a sequence of 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ichseg.atomic import write_json
+from ichseg.jsonfile import read_json
 from ichseg.postprocessing.class_maps import ClassPostprocessing
 from ichseg.postprocessing.rules import Rule, RuleError
 from ichseg.postprocessing.sequence import Postprocessing
@@ -39,12 +39,7 @@ def load_rule(path: str | os.PathLike) -> Postprocessing | ClassPostprocessing:
     """Read what :func:`save_rule` wrote (or an older file's single ``rule``); any problem is
     one line naming the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RuleError(f"{path}: no such postprocessing rule file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RuleError(f"{path}: cannot read a postprocessing rule ({error})") from None
+    data = read_json(path, RuleError, "postprocessing rule")
     try:
         if isinstance(data, dict) and "classes" in data:
             return ClassPostprocessing.from_stored(data)
