@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ichseg import demo as demo_module
 from ichseg.data.synth import case_seed, generate_case
 from ichseg.data.synth.vocabulary import INTRACRANIAL_TISSUES
+from ichseg.io.image import load_image
 from ichseg.io.nifti import save_mask
 
 
@@ -37,3 +39,22 @@ def test_the_table_shows_both_routes_and_the_negative_phantom():
     table = demo_module.format_table(demo_module.DemoResult(rows, Path("out"), Path("model"), 1.0))
     assert "0.000 → 1.000" in table and "30 → 0" in table
     assert "false-positive volume at most 0.00 mL with the rule (1.25 mL without)" in table
+
+
+@pytest.mark.slow
+def test_the_demo_runs_end_to_end_and_the_rule_only_removes(tmp_path: Path):
+    """The newcomer's first command, shortened (one epoch): both predictions land side by side and
+    the rule's masks are the raw masks less what it removed."""
+    result = demo_module.demo(tmp_path / "ws", n_train=5, epochs=1, iterations=2, progress=False)
+    output = tmp_path / "ws" / "demo-output"
+    assert result.output_dir == output / "with-rule"
+    for folder in (output / "without-rule", output / "with-rule"):
+        assert sorted(p.name for p in folder.glob("ich_*.nii.gz")) == ["ich_000.nii.gz", "ich_001.nii.gz",
+                                                                        "ich_002.nii.gz"]
+    for row in result.rows:
+        raw = load_image(output / "without-rule" / f"{row['case']}.nii.gz").array != 0
+        ruled = load_image(output / "with-rule" / f"{row['case']}.nii.gz").array != 0
+        assert not (ruled & ~raw).any()
+        assert row["outside"] <= row["outside_raw"] and row["fp_ml"] <= row["fp_ml_raw"] + 1e-9
+    assert [row["true_ml"] == 0 for row in result.rows] == [True, False, False]
+    assert "→" in demo_module.format_table(result)

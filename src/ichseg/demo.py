@@ -76,12 +76,13 @@ def demo(workspace: str | Path | Workspace | None = None, *, n_train: int = 10, 
     save_rule(model.postprocessing_file, Rule("intracranial"), overwrite=True,
               extra={"selected_on": "ichseg demo: hemorrhage is intracranial by definition"})
     say("5/6 Predicting the test set, without and with the intracranial rule")
-    predict(data / "test" / "data", output / "without-rule", model.path, device=device, postprocess=False,
+    without_rule, with_rule = output / "without-rule", output / "with-rule"
+    predict(data / "test" / "data", without_rule, model.path, device=device, postprocess=False,
             progress=progress)
-    predict(data / "test" / "data", output, model.path, device=device, progress=progress)
+    predict(data / "test" / "data", with_rule, model.path, device=device, progress=progress)
     say("6/6 Evaluating against the true labels and the phantoms' tissue maps")
-    rows = _evaluate(output / "without-rule", output, data / "test" / "label", n_test, size, progress)
-    return DemoResult(rows, output, model.path, time.perf_counter() - start)
+    rows = _evaluate(without_rule, with_rule, data / "test" / "label", n_test, size, progress)
+    return DemoResult(rows, with_rule, model.path, time.perf_counter() - start)
 
 
 def _evaluate(raw: Path, ruled: Path, labels: Path, n_test: int, size: str, progress: bool) -> list[dict[str, Any]]:
