@@ -103,6 +103,21 @@ def test_the_space_is_the_phantoms_intracranial_tissue(phantom):
     assert space.volume_ml == pytest.approx(space.mask.sum() * phantom.image.voxel_volume_ml)
 
 
+def test_the_room_for_a_bleed_is_the_space_less_its_dense_rim(phantom):
+    """The bone rim is the space's boundary where the CT reads as bone; no labelled bleed lies
+    there (blood never reaches the bone threshold), and a voxel the tissue map calls bone that
+    touches the cavity is left out of the room unless it reads below the threshold."""
+    space = find_intracranial_space(phantom.image)
+    hu, threshold = phantom.image.array, bone_threshold(phantom.image.spacing[0])
+    boundary = space.mask & ~ndimage.binary_erosion(space.mask, ndimage.generate_binary_structure(3, 1),
+                                                    border_value=1)
+    assert np.array_equal(space.bone_rim, boundary & (hu >= threshold))
+    assert np.array_equal(space.room, space.mask & ~space.bone_rim)
+    assert not (phantom.label.astype(bool) & ~space.room).any()
+    inner_table = space.mask & (phantom.tissues == Tissue.BONE) & boundary
+    assert inner_table.any() and not (inner_table & space.room & (hu >= threshold)).any()
+
+
 def test_a_bare_array_is_read_as_canonical(phantom):
     image = phantom.image
     from_array = find_intracranial_space(image.array, image.spacing)
@@ -317,7 +332,7 @@ def test_selection_chooses_the_intracranial_rule_where_it_removes_false_positive
     assert selection.chosen.steps[0] == Rule("intracranial")
     rows = {str(row.rule): row for row in selection.rows}
     assert rows["intracranial"].means["dice"] > rows["none"].means["dice"] + 0.05
-    without = np.mean([case_metrics(p & find_intracranial_space(ct).mask, r, s)["dice"]
+    without = np.mean([case_metrics(p & find_intracranial_space(ct).room, r, s)["dice"]
                        for p, r, s, ct in cases])
     assert rows["intracranial"].means["dice"] == pytest.approx(without)
 

@@ -90,17 +90,28 @@ class IntracranialSpace:
 
     ``mask`` is True inside the skull, in the geometry of the image given (None when not found).
     ``capped_share`` is the share of directions from the cavity where a gap in the skull was
-    sealed by a cap (0 for an intact skull).
+    sealed by a cap (0 for an intact skull). ``bone_rim`` holds the voxels of ``mask`` that touch
+    its outside and read as bone (at least :func:`bone_threshold`): the inner table's partial
+    volume, which the space keeps so that it loses no intracranial tissue, but where a voxel is
+    too dense to be only blood.
     """
 
     mask: np.ndarray | None
     reason: str | None
     volume_ml: float = 0.0
     capped_share: float = 0.0
+    bone_rim: np.ndarray | None = None
 
     @property
     def found(self) -> bool:
         return self.mask is not None
+
+    @property
+    def room(self) -> np.ndarray | None:
+        """Where a hemorrhage can be: the space less its bone rim (None when not found)."""
+        if self.mask is None:
+            return None
+        return self.mask if self.bone_rim is None else self.mask & ~self.bone_rim
 
 
 def find_intracranial_space(image: CTImage | np.ndarray,
@@ -116,8 +127,11 @@ def find_intracranial_space(image: CTImage | np.ndarray,
         space = _find_canonical(np.asarray(canonical.array), (z, y, x))
         if space.mask is None or canonical is image:
             return space
-        back = canonical.with_array(space.mask.view(np.uint8)).reoriented(image.orientation)
-        return IntracranialSpace(back.array.astype(bool), None, space.volume_ml, space.capped_share)
+        def back(array: np.ndarray) -> np.ndarray:
+            return canonical.with_array(array.view(np.uint8)).reoriented(image.orientation).array.astype(bool)
+
+        rim = None if space.bone_rim is None else back(space.bone_rim)
+        return IntracranialSpace(back(space.mask), None, space.volume_ml, space.capped_share, rim)
     if spacing is None or len(spacing) != 3:
         raise ValueError(f"a bare array needs its (z, y, x) spacing, got {spacing!r}")
     z, y, x = (float(s) for s in spacing)
@@ -212,8 +226,9 @@ def _find_canonical(hu: np.ndarray, spacing: tuple[float, float, float]) -> Intr
                                        f"{volume_ml:.0f} mL, less than {MIN_SPACE_ML:g} mL")
     mask = grid.refined(cavity, bone_full)
     mask |= ndimage.binary_dilation(mask, _IN_PLANE) & bone_full & (hu < DENSE_HU)
+    rim = mask & bone_full & ~ndimage.binary_erosion(mask, _SIX, border_value=1)
     return IntracranialSpace(mask, None, float(np.count_nonzero(mask)) * voxel_volume_ml(spacing),
-                             float(rays.gap.mean()))
+                             float(rays.gap.mean()), rim)
 
 
 def _closed(bone: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:

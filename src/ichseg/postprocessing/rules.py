@@ -112,7 +112,8 @@ RULES: Mapping[str, RuleKind] = {
     "min_slices": RuleKind(_keep_min_slices, {"min_slices": int},
                            "remove components spanning fewer than min_slices axial slices"),
     INTRACRANIAL: RuleKind(None, {}, "remove the voxels outside the intracranial space found "
-                                     "from the CT (the skull in HU)"),
+                                     "from the CT (the skull in HU) and those on its rim that read "
+                                     "as bone"),
 }
 
 

@@ -188,15 +188,17 @@ class CaseSteps:
 
 def _outside_removed(components: Components,
                      space: IntracranialSpace | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """The mask's voxels inside ``space``, and the report of what went: nothing when the space
-    was not found (the rule then declines, and says why) or not looked for (an empty mask)."""
+    """The mask's voxels where ``space`` has room for a bleed (inside it, off its bone rim), and
+    the report of what went: nothing when the space was not found (the rule then declines, and
+    says why) or not looked for (an empty mask)."""
     mask = components.labels > 0
     report: dict[str, Any] = {"rule": INTRACRANIAL, "params": {}}
-    if space is None or space.mask is None:
+    room = None if space is None else space.room
+    if space is None or room is None:
         return mask, {**report, "removed_voxels": 0, "removed_ml": 0.0, "removed_components": 0,
                       "trimmed_components": 0, "kept_components": components.count,
                       "intracranial_ml": None, "declined": None if space is None else space.reason}
-    kept = mask & space.mask
+    kept = mask & room
     left = np.bincount(components.labels[kept], minlength=components.count + 1)[1:]
     removed = int(components.voxels.sum() - left.sum())
     gone = left == 0
