@@ -51,6 +51,7 @@ import numpy as np
 
 from ichseg.errors import IchsegError
 from ichseg.labels import SUBTYPES
+from ichseg.metrics.overlap import dice
 from ichseg.workspace import Workspace
 
 #: As ``ichseg demo``: li2022's 3D group with Adam and weighted cross-entropy, one model on all cases.
@@ -297,12 +298,6 @@ def measure_timing(args: argparse.Namespace, ws: Workspace, train_dir: Path) -> 
             "map_equal": float(np.mean(mask == in_input)), "map_dice": dice(mask != 0, in_input != 0),
             "present": [SUBTYPES.name(int(v)) for v in np.unique(reference) if v != 0],
             "voxels": int(np.prod(array.shape[1:]))}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    from ichseg.metrics.overlap import dice as overlap_dice
-
-    return overlap_dice(a, b)
 
 
 def timing_table(result: dict[str, Any]) -> str:
